@@ -1,0 +1,104 @@
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { expressMiddleware } from '@as-integrations/express5';
+import express from 'express';
+import { graphqlUploadExpress } from 'graphql-upload-minimal';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from './config';
+import { openDatabase, type Database } from './db/orm';
+import { buildContext, type RequestContext } from './graphql/context';
+import { drainUnreadUploads } from './graphql/drain-uploads.plugin';
+import { createFormatError } from './graphql/format-error';
+import { buildAppSchema } from './graphql/schema';
+import { downloadRouter } from './http/download.route';
+import { transportErrorHandler } from './http/graphql-errors';
+import { requireMultipartPreflight } from './http/multipart-preflight';
+import { createLogger } from './logger';
+import { createServices, type Services } from './services';
+import { DiskStore } from './storage/disk-store';
+
+export interface App {
+  readonly server: http.Server;
+  readonly services: Services;
+  readonly database: Database;
+  readonly log: Logger;
+  /** Starts listening; resolves with the base URL (port 0 picks a free port). */
+  listen(port?: number, host?: string): Promise<string>;
+  /** Stops taking requests, lets running ones finish, then closes the database. */
+  close(): Promise<void>;
+}
+
+/** Builds the whole server (database migrated, first admin ensured) without listening yet. */
+export async function createApp(config: Config, log: Logger = createLogger(config.logLevel)): Promise<App> {
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    const store = await DiskStore.open(config.dataDir, { fsync: config.chunkFsync });
+    const services = createServices(database.orm, store, config, log);
+    await services.auth.ensureAdmin();
+
+    const expressApp = express();
+    const server = http.createServer(expressApp);
+    // A multi-GiB chunk may legitimately take longer than Node's 5-minute request timeout;
+    // stalled bodies are cut off by the upload service's idle timeout instead.
+    server.requestTimeout = 0;
+
+    const apollo = new ApolloServer<RequestContext>({
+      schema: await buildAppSchema(),
+      formatError: createFormatError(log),
+      includeStacktraceInErrorResponses: false,
+      introspection: config.introspection,
+      csrfPrevention: true,
+      stopOnTerminationSignals: false,
+      plugins: [drainUnreadUploads, ApolloServerPluginDrainHttpServer({ httpServer: server })],
+    });
+    await apollo.start();
+
+    expressApp.disable('x-powered-by');
+    expressApp.get('/healthz', async (_req, res) => {
+      try {
+        await database.orm.em.getConnection().execute('select 1');
+        res.json({ status: 'ok' });
+      } catch (err) {
+        log.warn({ err }, 'health check: the database does not answer');
+        res.status(503).json({ status: 'unavailable' });
+      }
+    });
+    expressApp.use(downloadRouter(services, log));
+    expressApp.use(
+      '/graphql',
+      requireMultipartPreflight,
+      // One file per request; one byte over MAX_CHUNK_SIZE tells the service the chunk was too big.
+      graphqlUploadExpress({ maxFileSize: config.maxChunkSize + 1, maxFiles: 1 }),
+      express.json({ limit: '1mb' }),
+      expressMiddleware(apollo, { context: async ({ req }) => buildContext(services, req.headers.authorization) }),
+    );
+    expressApp.use(transportErrorHandler(log));
+
+    return {
+      server,
+      services,
+      database,
+      log,
+      listen(port = config.port, host = config.host) {
+        return new Promise((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(port, host, () => {
+            const address = server.address() as AddressInfo;
+            const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+            resolve(`http://${shownHost}:${address.port}`);
+          });
+        });
+      },
+      async close() {
+        await apollo.stop();
+        if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+        await database.close();
+      },
+    };
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+}

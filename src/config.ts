@@ -1,0 +1,128 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+/** A whole number from an environment string, with a readable message when it is not one. */
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(min, `must be at least ${min}`)
+    .max(max, `must be at most ${max}`);
+
+const booleanFlag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const envSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    PORT: integer(0, 65535).default(4000),
+    HOST: z.string().min(1).default('127.0.0.1'),
+    DATABASE_URL: z
+      .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// connection string' })
+      .optional(),
+    DATA_DIR: z.string().min(1).default('./data'),
+    JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+    JWT_TTL: integer(60).default(12 * 3600),
+    ADMIN_USERNAME: z.string().trim().min(1).max(64).default('admin'),
+    ADMIN_PASSWORD: z.string().min(8, 'must be at least 8 characters').optional(),
+    MAX_FILE_SIZE: integer(0).default(100 * GiB),
+    MAX_CHUNK_SIZE: integer(1, 4 * GiB).default(64 * MiB),
+    UPLOAD_TTL: integer(1).default(86400),
+    UPLOAD_LOCK_TTL: integer(2, 3600).default(20),
+    BODY_TIMEOUT: integer(1, 3600).default(60),
+    CHUNK_FSYNC: booleanFlag.default(true),
+    CLEANUP_INTERVAL: integer(0).default(3600),
+    DOWNLOAD_LINK_TTL: integer(1).default(900),
+    GRAPHQL_INTROSPECTION: booleanFlag.optional(),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .superRefine((env, ctx) => {
+    if (env.NODE_ENV === 'production' && !env.JWT_SECRET) {
+      ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'is required when NODE_ENV=production' });
+    }
+  });
+
+export interface Config {
+  env: 'development' | 'production' | 'test';
+  port: number;
+  host: string;
+  /** Unset: the embedded PostgreSQL (PGlite) under dataDir. */
+  databaseUrl?: string;
+  dataDir: string;
+  jwtSecret: string;
+  jwtTtlSeconds: number;
+  admin: { username: string; password?: string };
+  maxFileSize: number;
+  maxChunkSize: number;
+  uploadTtlSeconds: number;
+  /** How long a chunk writer's claim on an upload lasts without a heartbeat. */
+  uploadLockTtlSeconds: number;
+  /** A chunk whose body sends nothing for this long is cut off. */
+  bodyTimeoutSeconds: number;
+  /** fdatasync each chunk before its offset is acknowledged. */
+  chunkFsync: boolean;
+  cleanupIntervalSeconds: number;
+  downloadLinkTtlSeconds: number;
+  introspection: boolean;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/** Reads and validates the environment once; every bad value is reported, not just the first. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const blankAsUnset = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(blankAsUnset);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.DATA_DIR);
+  return {
+    env: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    dataDir,
+    jwtSecret: e.JWT_SECRET ?? persistedSecret(dataDir),
+    jwtTtlSeconds: e.JWT_TTL,
+    admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD },
+    maxFileSize: e.MAX_FILE_SIZE,
+    maxChunkSize: e.MAX_CHUNK_SIZE,
+    uploadTtlSeconds: e.UPLOAD_TTL,
+    uploadLockTtlSeconds: e.UPLOAD_LOCK_TTL,
+    bodyTimeoutSeconds: e.BODY_TIMEOUT,
+    chunkFsync: e.CHUNK_FSYNC,
+    cleanupIntervalSeconds: e.CLEANUP_INTERVAL,
+    downloadLinkTtlSeconds: e.DOWNLOAD_LINK_TTL,
+    introspection: e.GRAPHQL_INTROSPECTION ?? e.NODE_ENV !== 'production',
+    logLevel: e.LOG_LEVEL,
+  };
+}
+
+/**
+ * Outside production a missing JWT_SECRET is generated once and kept in DATA_DIR,
+ * so tokens survive a restart without anyone having to invent a secret.
+ */
+function persistedSecret(dataDir: string): string {
+  const file = path.join(dataDir, 'jwt-secret');
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const secret = randomBytes(48).toString('base64url');
+  writeFileSync(file, secret, { mode: 0o600, flag: 'wx' });
+  return secret;
+}

@@ -1,0 +1,4 @@
+import { Migration20261125000000 } from './Migration20261125000000_initial';
+
+/** Listed explicitly so the compiled server needs no file globbing to find them. */
+export const migrations = [{ name: 'Migration20261125000000_initial', class: Migration20261125000000 }];

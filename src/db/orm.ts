@@ -1,0 +1,80 @@
+import { PGlite } from '@electric-sql/pglite';
+import { MikroORM, type Options } from '@mikro-orm/core';
+import { Migrator } from '@mikro-orm/migrations';
+import { PostgreSqlDriver } from '@mikro-orm/postgresql';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { PGliteDriver, type PGliteConnectionConfig } from 'mikro-orm-pglite';
+import { entities } from '../entities';
+import { migrations } from './migrations';
+
+export interface DatabaseTarget {
+  /** A PostgreSQL connection string; unset means the embedded database under dataDir. */
+  databaseUrl?: string;
+  dataDir: string;
+  debug?: boolean;
+}
+
+const shared: Partial<Options> = {
+  entities,
+  extensions: [Migrator],
+  migrations: { migrationsList: migrations, transactional: true, allOrNothing: true, snapshot: false },
+  // Entities are declared with explicit column types, so no TypeScript metadata is read at runtime.
+  discovery: { requireEntitiesArray: true },
+  allowGlobalContext: false,
+  forceUtcTimezone: true,
+};
+
+/** Options for the server's own database: PostgreSQL when a URL is given, else PGlite on disk. */
+export function ormOptions(target: DatabaseTarget): { options: Options; embedded?: PGlite } {
+  if (target.databaseUrl) {
+    return {
+      options: {
+        ...shared,
+        driver: PostgreSqlDriver,
+        clientUrl: target.databaseUrl,
+        pool: { min: 0, max: 10 },
+        debug: target.debug,
+      } as Options,
+    };
+  }
+  const dir = path.join(target.dataDir, 'db');
+  mkdirSync(dir, { recursive: true });
+  const embedded = new PGlite(dir);
+  return {
+    embedded,
+    options: {
+      ...shared,
+      driver: PGliteDriver,
+      dbName: 'postgres',
+      driverOptions: { connection: { pglite: () => embedded } satisfies PGliteConnectionConfig },
+      debug: target.debug,
+    } as Options,
+  };
+}
+
+export interface Database {
+  orm: MikroORM;
+  close(): Promise<void>;
+}
+
+/** Connects and applies every pending migration before anything else touches the schema. */
+export async function openDatabase(target: DatabaseTarget): Promise<Database> {
+  const { options, embedded } = ormOptions(target);
+  const orm = await MikroORM.init(options);
+  try {
+    await orm.getMigrator().up();
+  } catch (err) {
+    await orm.close(true);
+    await embedded?.close();
+    throw err;
+  }
+  return {
+    orm,
+    async close() {
+      await orm.close(true);
+      // The ORM borrows an injected PGlite and leaves it open.
+      await embedded?.close();
+    },
+  };
+}

@@ -1,0 +1,63 @@
+import { BigIntType, Entity, Enum, Index, ManyToOne, OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
+import { randomUUID } from 'node:crypto';
+import { User } from './user.entity';
+
+export enum UploadStatus {
+  UPLOADING = 'UPLOADING',
+  COMPLETE = 'COMPLETE',
+  ABORTED = 'ABORTED',
+  EXPIRED = 'EXPIRED',
+}
+
+@Entity({ tableName: 'chunked_uploads' })
+@Index({ properties: ['owner', 'createdAt'] })
+@Index({ properties: ['status', 'expiresAt'] })
+export class ChunkedUpload {
+  [OptionalProps]?: 'id' | 'description' | 'offset' | 'status' | 'createdAt' | 'updatedAt';
+
+  /** Also the id of the File it becomes, so a retried completion finds bytes it already moved. */
+  @PrimaryKey({ type: 'uuid' })
+  id: string = randomUUID();
+
+  @ManyToOne(() => User, { deleteRule: 'cascade' })
+  owner!: User;
+
+  @Property({ type: 'text' })
+  filename!: string;
+
+  @Property({ type: 'text' })
+  description: string = '';
+
+  @Property({ type: 'text', nullable: true })
+  mimeType?: string | null;
+
+  @Property({ type: new BigIntType('number') })
+  totalSize!: number;
+
+  /** Bytes durably stored; only ever moved by a committed chunk. */
+  @Property({ type: new BigIntType('number'), fieldName: 'offset' })
+  offset: number = 0;
+
+  /** The md5 hasher's state after `offset` bytes, so completion never re-reads the file. */
+  @Property({ type: 'blob', fieldName: 'md5_state', lazy: true })
+  md5State!: Buffer;
+
+  @Enum({ items: () => UploadStatus, type: 'text' })
+  status: UploadStatus = UploadStatus.UPLOADING;
+
+  /** The writer that currently owns the upload (a chunk or a completion), and until when. */
+  @Property({ type: 'uuid', nullable: true })
+  lockToken?: string | null;
+
+  @Property({ type: 'datetime', nullable: true })
+  lockExpiresAt?: Date | null;
+
+  @Property({ type: 'datetime' })
+  createdAt: Date = new Date();
+
+  @Property({ type: 'datetime' })
+  updatedAt: Date = new Date();
+
+  @Property({ type: 'datetime' })
+  expiresAt!: Date;
+}

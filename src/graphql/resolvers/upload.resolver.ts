@@ -1,0 +1,66 @@
+import { GraphQLUpload, type FileUpload } from 'graphql-upload-minimal';
+import { Arg, Authorized, Ctx, ID, Mutation, Query, Resolver } from 'type-graphql';
+import { UploadStatus } from '../../entities';
+import { requireUser, type RequestContext } from '../context';
+import { SafeInt } from '../scalars';
+import { FileType } from '../types/file.type';
+import { ChunkedUploadType, StartUploadInput } from '../types/upload.type';
+
+@Resolver()
+export class UploadResolver {
+  @Authorized()
+  @Query(() => ChunkedUploadType, { nullable: true, description: 'One of your uploads: where to resume it.' })
+  async upload(@Arg('id', () => ID) id: string, @Ctx() ctx: RequestContext): Promise<ChunkedUploadType> {
+    return this.view(ctx, await ctx.services.uploads.get(requireUser(ctx), id));
+  }
+
+  @Authorized()
+  @Query(() => [ChunkedUploadType], { description: 'Your uploads, newest first.' })
+  async myUploads(
+    @Arg('status', () => UploadStatus, { nullable: true }) status: UploadStatus | null,
+    @Ctx() ctx: RequestContext,
+  ): Promise<ChunkedUploadType[]> {
+    const uploads = await ctx.services.uploads.listMine(requireUser(ctx), status);
+    return uploads.map((u) => this.view(ctx, u));
+  }
+
+  @Authorized()
+  @Mutation(() => ChunkedUploadType)
+  async startUpload(@Arg('input', () => StartUploadInput) input: StartUploadInput, @Ctx() ctx: RequestContext): Promise<ChunkedUploadType> {
+    return this.view(ctx, await ctx.services.uploads.start(requireUser(ctx), input));
+  }
+
+  @Authorized()
+  @Mutation(() => ChunkedUploadType, { description: 'Appends a chunk at the stored offset.' })
+  async uploadChunk(
+    @Arg('uploadId', () => ID) uploadId: string,
+    @Arg('offset', () => SafeInt) offset: number,
+    @Arg('chunk', () => GraphQLUpload) chunk: Promise<FileUpload>,
+    @Arg('chunkMd5', () => String, { nullable: true }) chunkMd5: string | null,
+    @Ctx() ctx: RequestContext,
+  ): Promise<ChunkedUploadType> {
+    const upload = await ctx.services.uploads.appendChunk(requireUser(ctx), { uploadId, offset, chunk: { file: chunk }, chunkMd5 });
+    return this.view(ctx, upload);
+  }
+
+  @Authorized()
+  @Mutation(() => FileType, { description: 'Checks size and md5 and files the upload in the library.' })
+  async completeUpload(
+    @Arg('uploadId', () => ID) uploadId: string,
+    @Arg('md5', () => String) md5: string,
+    @Arg('description', () => String, { nullable: true }) description: string | null,
+    @Ctx() ctx: RequestContext,
+  ): Promise<FileType> {
+    return FileType.from(await ctx.services.uploads.complete(requireUser(ctx), { uploadId, md5, description }));
+  }
+
+  @Authorized()
+  @Mutation(() => ChunkedUploadType)
+  async abortUpload(@Arg('uploadId', () => ID) uploadId: string, @Ctx() ctx: RequestContext): Promise<ChunkedUploadType> {
+    return this.view(ctx, await ctx.services.uploads.abort(requireUser(ctx), uploadId));
+  }
+
+  private view(ctx: RequestContext, upload: Parameters<typeof ChunkedUploadType.from>[0]): ChunkedUploadType {
+    return ChunkedUploadType.from(upload, ctx.services.config.maxChunkSize);
+  }
+}

@@ -1,0 +1,16 @@
+import type { GraphQLSchema } from 'graphql';
+import { buildSchema } from 'type-graphql';
+import { authChecker } from './auth-checker';
+import { AuthResolver } from './resolvers/auth.resolver';
+import { FileResolver } from './resolvers/file.resolver';
+import { UploadResolver } from './resolvers/upload.resolver';
+import { DateTime } from './scalars';
+
+export function buildAppSchema(): Promise<GraphQLSchema> {
+  return buildSchema({
+    resolvers: [AuthResolver, UploadResolver, FileResolver],
+    authChecker,
+    scalarsMap: [{ type: Date, scalar: DateTime }],
+    validate: false,
+  });
+}

@@ -1,0 +1,68 @@
+import { Field, ID, InputType, ObjectType, registerEnumType } from 'type-graphql';
+import { UploadStatus, type ChunkedUpload } from '../../entities';
+import { DateTime, SafeInt } from '../scalars';
+
+registerEnumType(UploadStatus, { name: 'UploadStatus' });
+
+@ObjectType('ChunkedUpload')
+export class ChunkedUploadType {
+  @Field(() => ID)
+  id!: string;
+
+  @Field(() => String, { description: 'The cleaned name the file will be stored under (before clashes are resolved).' })
+  filename!: string;
+
+  @Field(() => String)
+  description!: string;
+
+  @Field(() => String, { nullable: true })
+  mimeType?: string | null;
+
+  @Field(() => SafeInt, { description: 'Declared by startUpload.' })
+  totalSize!: number;
+
+  @Field(() => SafeInt, { description: 'Bytes durably stored; the next chunk must start here.' })
+  offset!: number;
+
+  @Field(() => UploadStatus)
+  status!: UploadStatus;
+
+  @Field(() => DateTime)
+  createdAt!: Date;
+
+  @Field(() => DateTime, { description: 'UPLOAD_TTL after the last chunk; later chunks are refused.' })
+  expiresAt!: Date;
+
+  @Field(() => SafeInt, { description: 'The largest chunk the server accepts (MAX_CHUNK_SIZE).' })
+  maxChunkSize!: number;
+
+  static from(upload: ChunkedUpload, maxChunkSize: number): ChunkedUploadType {
+    return Object.assign(new ChunkedUploadType(), {
+      id: upload.id,
+      filename: upload.filename,
+      description: upload.description,
+      mimeType: upload.mimeType ?? null,
+      totalSize: upload.totalSize,
+      offset: upload.offset,
+      status: upload.status,
+      createdAt: upload.createdAt,
+      expiresAt: upload.expiresAt,
+      maxChunkSize,
+    });
+  }
+}
+
+@InputType()
+export class StartUploadInput {
+  @Field(() => String, { description: 'Path components and control characters are removed.' })
+  filename!: string;
+
+  @Field(() => SafeInt, { description: 'The exact size of the whole file in bytes; 0 is an empty file.' })
+  totalSize!: number;
+
+  @Field(() => String, { nullable: true })
+  description?: string | null;
+
+  @Field(() => String, { nullable: true, description: 'Guessed from the file name when not given.' })
+  mimeType?: string | null;
+}

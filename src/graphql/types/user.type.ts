@@ -1,0 +1,31 @@
+import { Field, ID, ObjectType } from 'type-graphql';
+import type { User } from '../../entities';
+import { DateTime } from '../scalars';
+
+@ObjectType('User')
+export class UserType {
+  @Field(() => ID)
+  id!: string;
+
+  @Field(() => String)
+  username!: string;
+
+  @Field(() => Boolean)
+  isAdmin!: boolean;
+
+  @Field(() => DateTime)
+  createdAt!: Date;
+
+  static from(user: User): UserType {
+    return Object.assign(new UserType(), { id: user.id, username: user.username, isAdmin: user.isAdmin, createdAt: user.createdAt });
+  }
+}
+
+@ObjectType('AuthPayload')
+export class AuthPayload {
+  @Field(() => String)
+  token!: string;
+
+  @Field(() => UserType)
+  user!: UserType;
+}

@@ -1,0 +1,95 @@
+import { Router, type Request, type Response } from 'express';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
+import { AppError, Errors } from '../errors';
+import type { Services } from '../services';
+import type { ByteRange } from '../storage/file-store';
+import { sendRequestError } from './graphql-errors';
+
+const HTTP_STATUS: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404 };
+
+/**
+ * GET /files/:id/content: the stored bytes, for a bearer token or a signed `?token=` link
+ * scoped to this one file. Single byte ranges (206), ETag from the md5, attachment download.
+ */
+export function downloadRouter(services: Services, log: Logger): Router {
+  const router = Router();
+  router.get('/files/:id/content', async (req, res) => {
+    try {
+      await authorize(services, req);
+      const file = await services.files.get(req.params.id);
+      const etag = `"${file.md5}"`;
+      res.setHeader('ETag', etag);
+      res.setHeader('Accept-Ranges', 'bytes');
+      res.setHeader('Cache-Control', 'private, no-cache');
+      res.setHeader('X-Content-Type-Options', 'nosniff');
+      res.attachment(file.name);
+      res.setHeader('Content-Type', file.mimeType || 'application/octet-stream');
+      if (matchesEtag(req.headers['if-none-match'], etag)) {
+        res.status(304).end();
+        return;
+      }
+      const range = requestedRange(req, file.size, etag);
+      if (range === 'unsatisfiable') {
+        res.setHeader('Content-Range', `bytes */${file.size}`);
+        sendRequestError(res, 416, 'BAD_USER_INPUT', `The requested range is outside the file's ${file.size} bytes.`);
+        return;
+      }
+      const body = await services.files.open(file.id, range);
+      if (range) {
+        res.status(206);
+        res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${file.size}`);
+      }
+      res.setHeader('Content-Length', range ? range.end - range.start + 1 : file.size);
+      if (req.method === 'HEAD') {
+        body.destroy();
+        res.end();
+        return;
+      }
+      await pipeline(body, res).catch((err) => {
+        if (err?.code !== 'ERR_STREAM_PREMATURE_CLOSE') log.warn({ err, fileId: file.id }, 'download stopped');
+      });
+    } catch (err) {
+      if (err instanceof AppError) {
+        sendRequestError(res, HTTP_STATUS[err.code] ?? 400, err.code, err.message);
+      } else {
+        log.error({ err, url: req.originalUrl }, 'download failed');
+        if (!res.headersSent) sendRequestError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error. It has been logged.');
+        else res.destroy();
+      }
+    }
+  });
+  return router;
+}
+
+async function authorize(services: Services, req: Request): Promise<void> {
+  const linkToken = typeof req.query.token === 'string' ? req.query.token : undefined;
+  if (linkToken) {
+    if (!services.auth.allowsDownload(linkToken, req.params.id as string)) {
+      throw Errors.unauthenticated('This download link is not valid for this file, or has expired: ask the API for a fresh downloadUrl.');
+    }
+    return;
+  }
+  const match = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+  if (!match) throw Errors.unauthenticated('Send "Authorization: Bearer <token>" or use the file\'s downloadUrl.');
+  await services.auth.authenticate(match[1]);
+}
+
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  return header.split(',').some((tag) => {
+    const t = tag.trim();
+    return t === '*' || t === etag || t === `W/${etag}`;
+  });
+}
+
+/** The one range to send, undefined for the whole file (no Range, several ranges, stale If-Range). */
+function requestedRange(req: Request, size: number, etag: string): ByteRange | 'unsatisfiable' | undefined {
+  if (!req.headers.range) return undefined;
+  const ifRange = req.headers['if-range'];
+  if (ifRange && ifRange !== etag) return undefined;
+  const ranges = req.range(size, { combine: true });
+  if (ranges === -1) return 'unsatisfiable';
+  if (ranges === -2 || ranges === undefined || ranges.type !== 'bytes' || ranges.length !== 1) return undefined;
+  return { start: ranges[0].start, end: ranges[0].end };
+}

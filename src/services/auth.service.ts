@@ -1,0 +1,103 @@
+import type { MikroORM } from '@mikro-orm/core';
+import jwt from 'jsonwebtoken';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Config } from '../config';
+import { User } from '../entities';
+import { AppError, Errors } from '../errors';
+import { DUMMY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords';
+import { escapeLike, isUuid } from './validation';
+
+interface AccessClaims {
+  sub: string;
+  /** The user's tokenVersion when the token was issued; a later bump revokes it. */
+  ver: number;
+}
+
+interface DownloadClaims {
+  /** The one file this link opens. */
+  fid: string;
+  typ: 'download';
+}
+
+const ALGORITHM = 'HS256';
+
+export class AuthService {
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly config: Config,
+    private readonly log: Logger,
+  ) {}
+
+  async login(username: string, password: string): Promise<{ token: string; user: User }> {
+    const user = await this.orm.em.fork().findOne(User, { username: { $ilike: escapeLike(username) } });
+    // Hash even when the user does not exist, so response time does not reveal usernames.
+    const valid = await verifyPassword(password, user?.passwordHash ?? DUMMY_PASSWORD_HASH);
+    if (!user || !valid) throw Errors.unauthenticated('Wrong username or password.');
+    return { token: this.issueAccessToken(user), user };
+  }
+
+  issueAccessToken(user: User): string {
+    const claims: AccessClaims = { sub: user.id, ver: user.tokenVersion };
+    return jwt.sign(claims, this.config.jwtSecret, { algorithm: ALGORITHM, expiresIn: this.config.jwtTtlSeconds });
+  }
+
+  /** The user a bearer token speaks for; throws UNAUTHENTICATED for anything else. */
+  async authenticate(token: string): Promise<User> {
+    const claims = this.verify<AccessClaims>(token);
+    if (typeof claims.sub !== 'string' || !isUuid(claims.sub) || typeof claims.ver !== 'number') {
+      throw Errors.unauthenticated('This token is not an access token: log in again.');
+    }
+    const user = await this.orm.em.fork().findOne(User, { id: claims.sub });
+    if (!user || user.tokenVersion !== claims.ver) {
+      throw Errors.unauthenticated('This token is no longer valid: log in again.');
+    }
+    return user;
+  }
+
+  issueDownloadToken(fileId: string): string {
+    const claims: DownloadClaims = { fid: fileId, typ: 'download' };
+    return jwt.sign(claims, this.config.jwtSecret, { algorithm: ALGORITHM, expiresIn: this.config.downloadLinkTtlSeconds });
+  }
+
+  /** True when `token` is a live download link for exactly this file. */
+  allowsDownload(token: string, fileId: string): boolean {
+    try {
+      const claims = this.verify<DownloadClaims>(token);
+      return claims.typ === 'download' && claims.fid === fileId;
+    } catch {
+      return false;
+    }
+  }
+
+  /** First run: with no users at all, create the admin from config or with a generated password. */
+  async ensureAdmin(): Promise<void> {
+    const em = this.orm.em.fork();
+    if ((await em.count(User, {})) > 0) return;
+    const { username } = this.config.admin;
+    const password = this.config.admin.password ?? randomBytes(12).toString('base64url');
+    em.create(User, { username, passwordHash: await hashPassword(password), isAdmin: true });
+    try {
+      await em.flush();
+    } catch (err) {
+      // Another instance created it first.
+      if ((await this.orm.em.fork().count(User, {})) > 0) return;
+      throw err;
+    }
+    if (this.config.admin.password) {
+      this.log.info({ username }, 'created the first admin from ADMIN_USERNAME / ADMIN_PASSWORD');
+    } else {
+      this.log.warn({ username, password }, 'created the first admin with a generated password: it is shown only this once');
+    }
+  }
+
+  private verify<T>(token: string): T {
+    try {
+      return jwt.verify(token, this.config.jwtSecret, { algorithms: [ALGORITHM] }) as T;
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      const expired = err instanceof jwt.TokenExpiredError;
+      throw Errors.unauthenticated(expired ? 'This token has expired: log in again.' : 'This token is not valid: log in again.');
+    }
+  }
+}

@@ -1,0 +1,21 @@
+import type { MikroORM } from '@mikro-orm/core';
+import type { Logger } from 'pino';
+import type { Config } from '../config';
+import type { FileStore } from '../storage/file-store';
+import { AuthService } from './auth.service';
+import { FileService } from './file.service';
+import { UploadService } from './upload.service';
+
+export interface Services {
+  config: Config;
+  auth: AuthService;
+  files: FileService;
+  uploads: UploadService;
+}
+
+export function createServices(orm: MikroORM, store: FileStore, config: Config, log: Logger): Services {
+  const auth = new AuthService(orm, config, log);
+  const files = new FileService(orm, store, log);
+  const uploads = new UploadService(orm, store, files, config, log);
+  return { config, auth, files, uploads };
+}

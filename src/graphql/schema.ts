@@ -4,11 +4,12 @@ import { authChecker } from './auth-checker';
 import { AuthResolver } from './resolvers/auth.resolver';
 import { FileResolver } from './resolvers/file.resolver';
 import { UploadResolver } from './resolvers/upload.resolver';
+import { UserResolver } from './resolvers/user.resolver';
 import { DateTime } from './scalars';
 
 export function buildAppSchema(): Promise<GraphQLSchema> {
   return buildSchema({
-    resolvers: [AuthResolver, UploadResolver, FileResolver],
+    resolvers: [AuthResolver, UploadResolver, FileResolver, UserResolver],
     authChecker,
     scalarsMap: [{ type: Date, scalar: DateTime }],
     validate: false,

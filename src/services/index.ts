@@ -5,17 +5,19 @@ import type { FileStore } from '../storage/file-store';
 import { AuthService } from './auth.service';
 import { FileService } from './file.service';
 import { UploadService } from './upload.service';
+import { UserService } from './user.service';
 
 export interface Services {
   config: Config;
   auth: AuthService;
   files: FileService;
   uploads: UploadService;
+  users: UserService;
 }
 
 export function createServices(orm: MikroORM, store: FileStore, config: Config, log: Logger): Services {
   const auth = new AuthService(orm, config, log);
   const files = new FileService(orm, store, log);
   const uploads = new UploadService(orm, store, files, config, log);
-  return { config, auth, files, uploads };
+  return { config, auth, files, uploads, users: new UserService(orm) };
 }

@@ -1,0 +1,29 @@
+import { Arg, Authorized, Ctx, Mutation, Resolver } from 'type-graphql';
+import { ADMIN } from '../auth-checker';
+import { requireUser, type RequestContext } from '../context';
+import { UserType } from '../types/user.type';
+
+@Resolver()
+export class UserResolver {
+  @Authorized(ADMIN)
+  @Mutation(() => UserType, { description: 'Admins only. Usernames are unique regardless of case.' })
+  async createUser(
+    @Arg('username', () => String) username: string,
+    @Arg('password', () => String) password: string,
+    @Arg('isAdmin', () => Boolean, { nullable: true, defaultValue: false }) isAdmin: boolean,
+    @Ctx() ctx: RequestContext,
+  ): Promise<UserType> {
+    return UserType.from(await ctx.services.users.create({ username, password, isAdmin }));
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, { description: 'Needs the old password; tokens issued before the change stop working.' })
+  async changePassword(
+    @Arg('oldPassword', () => String) oldPassword: string,
+    @Arg('newPassword', () => String) newPassword: string,
+    @Ctx() ctx: RequestContext,
+  ): Promise<boolean> {
+    await ctx.services.users.changePassword(requireUser(ctx), oldPassword, newPassword);
+    return true;
+  }
+}

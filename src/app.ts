@@ -76,6 +76,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     );
     expressApp.use(transportErrorHandler(log));
 
+    const cleanupTimer = scheduleCleanup(services, config, log);
+
     return {
       server,
       services,
@@ -92,6 +94,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
         });
       },
       async close() {
+        clearInterval(cleanupTimer);
         await apollo.stop();
         if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
         await database.close();
@@ -101,4 +104,21 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     await database.close();
     throw err;
   }
+}
+
+/** Periodic cleanup in the server itself (CLEANUP_INTERVAL seconds; 0 turns it off). */
+function scheduleCleanup(services: Services, config: Config, log: Logger): NodeJS.Timeout | undefined {
+  if (config.cleanupIntervalSeconds === 0) return undefined;
+  let running = false;
+  return setInterval(async () => {
+    if (running) return;
+    running = true;
+    try {
+      await services.cleanup.run();
+    } catch (err) {
+      log.error({ err }, 'scheduled cleanup failed; it runs again at the next interval');
+    } finally {
+      running = false;
+    }
+  }, config.cleanupIntervalSeconds * 1000).unref();
 }

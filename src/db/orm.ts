@@ -55,6 +55,8 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
 
 export interface Database {
   orm: MikroORM;
+  /** Migrations this start applied (empty when the schema was current). */
+  applied: string[];
   close(): Promise<void>;
 }
 
@@ -62,8 +64,9 @@ export interface Database {
 export async function openDatabase(target: DatabaseTarget): Promise<Database> {
   const { options, embedded } = ormOptions(target);
   const orm = await MikroORM.init(options);
+  let applied: string[];
   try {
-    await orm.getMigrator().up();
+    applied = (await orm.getMigrator().up()).map((m) => m.name);
   } catch (err) {
     await orm.close(true);
     await embedded?.close();
@@ -71,6 +74,7 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
   }
   return {
     orm,
+    applied,
     async close() {
       await orm.close(true);
       // The ORM borrows an injected PGlite and leaves it open.

@@ -1,4 +1,4 @@
-import type { GraphQLSchema } from 'graphql';
+import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
 import { buildSchema } from 'type-graphql';
 import { authChecker } from './auth-checker';
 import { AuthResolver } from './resolvers/auth.resolver';
@@ -14,4 +14,9 @@ export function buildAppSchema(): Promise<GraphQLSchema> {
     scalarsMap: [{ type: Date, scalar: DateTime }],
     validate: false,
   });
+}
+
+/** The SDL committed as schema.graphql: sorted, so changes show up as small diffs. */
+export async function printAppSchema(): Promise<string> {
+  return `${printSchema(lexicographicSortSchema(await buildAppSchema()))}\n`;
 }

@@ -23,7 +23,7 @@ export function downloadRouter(services: Services, log: Logger): Router {
       res.setHeader('Accept-Ranges', 'bytes');
       res.setHeader('Cache-Control', 'private, no-cache');
       res.setHeader('X-Content-Type-Options', 'nosniff');
-      res.attachment(file.name);
+      res.setHeader('Content-Disposition', attachment(file.name));
       res.setHeader('Content-Type', file.mimeType || 'application/octet-stream');
       if (matchesEtag(req.headers['if-none-match'], etag)) {
         res.status(304).end();
@@ -73,6 +73,16 @@ async function authorize(services: Services, req: Request): Promise<void> {
   const match = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
   if (!match) throw Errors.unauthenticated('Send "Authorization: Bearer <token>" or use the file\'s downloadUrl.');
   await services.auth.authenticate(match[1]);
+}
+
+/**
+ * RFC 6266: an ASCII `filename` for old clients and an RFC 8187 `filename*` that carries any
+ * Unicode name intact.
+ */
+function attachment(name: string): string {
+  const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, '_');
+  const encoded = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
 }
 
 function matchesEtag(header: string | undefined, etag: string): boolean {

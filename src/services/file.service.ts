@@ -1,14 +1,32 @@
-import { UniqueConstraintViolationException, type MikroORM } from '@mikro-orm/core';
+import { UniqueConstraintViolationException, type FilterQuery, type MikroORM } from '@mikro-orm/core';
 import path from 'node:path';
-import type { Logger } from 'pino';
-import { ChunkedUpload, File, UploadStatus } from '../entities';
-import { Errors } from '../errors';
 import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { ChunkedUpload, File, UploadStatus, type User } from '../entities';
+import { Errors } from '../errors';
 import type { ByteRange, FileStore } from '../storage/file-store';
-import { escapeLike, isUuid, MAX_FILENAME_BYTES } from './validation';
+import { cleanDescription, escapeLike, isUuid, MAX_FILENAME_BYTES } from './validation';
 
 const NAME_INDEX = 'files_name_lower_unique';
 const MAX_NAME_ATTEMPTS = 20;
+export const MAX_PAGE_SIZE = 100;
+
+export interface FileListQuery {
+  first: number;
+  /** An opaque cursor from a previous page's edge. */
+  after?: string | null;
+  /** Strictly before this instant. */
+  uploadedBefore?: Date | null;
+  /** A case-insensitive substring of the name; `%`, `_` and quotes are plain characters. */
+  search?: string | null;
+}
+
+export interface FilePage {
+  files: File[];
+  cursors: string[];
+  hasNextPage: boolean;
+  totalCount: number;
+}
 
 export class FileService {
   constructor(
@@ -26,6 +44,72 @@ export class FileService {
     const file = await this.findById(id);
     if (!file) throw Errors.notFound('File');
     return file;
+  }
+
+  /**
+   * Newest first with the id as tie-break. The cursor is the last row's (uploadedAt, id), so
+   * a page starts strictly after it: files added meanwhile land before page one, never inside
+   * later pages, and no file is skipped or repeated.
+   */
+  async list(query: FileListQuery): Promise<FilePage> {
+    if (!Number.isInteger(query.first) || query.first < 0 || query.first > MAX_PAGE_SIZE) {
+      throw Errors.badInput(`first must be between 0 and ${MAX_PAGE_SIZE}.`);
+    }
+    const filters: FilterQuery<File>[] = [];
+    if (query.uploadedBefore) filters.push({ uploadedAt: { $lt: query.uploadedBefore } });
+    if (query.search) filters.push({ name: { $ilike: `%${escapeLike(query.search)}%` } });
+    const em = this.orm.em.fork();
+    const where: FilterQuery<File> = filters.length ? { $and: filters } : {};
+    const page: FilterQuery<File>[] = [...filters];
+    if (query.after) {
+      const cursor = decodeCursor(query.after);
+      page.push({
+        $or: [{ uploadedAt: { $lt: cursor.uploadedAt } }, { uploadedAt: cursor.uploadedAt, id: { $lt: cursor.id } }],
+      });
+    }
+    const [rows, totalCount] = await Promise.all([
+      em.find(File, page.length ? { $and: page } : {}, {
+        orderBy: [{ uploadedAt: 'desc' }, { id: 'desc' }],
+        limit: query.first + 1,
+        populate: ['author'],
+      }),
+      em.fork().count(File, where),
+    ]);
+    const files = rows.slice(0, query.first);
+    return { files, cursors: files.map(encodeCursor), hasNextPage: rows.length > query.first, totalCount };
+  }
+
+  /** The newest file, optionally strictly before an instant (the "older than 30 days" view). */
+  async newest(uploadedBefore?: Date | null): Promise<File | null> {
+    const [file] = (await this.list({ first: 1, uploadedBefore })).files;
+    return file ?? null;
+  }
+
+  async updateDescription(actor: User, id: string, description: string): Promise<File> {
+    const em = this.orm.em.fork();
+    const file = isUuid(id) ? await em.findOne(File, { id }, { populate: ['author'] }) : null;
+    if (!file) throw Errors.notFound('File');
+    assertMayChange(actor, file);
+    file.description = cleanDescription(description);
+    await em.flush();
+    return file;
+  }
+
+  /**
+   * Deletes the row, then the bytes once the row is gone for good. Bytes that cannot be
+   * removed are logged and left to the cleanup's orphan sweep: never a row without bytes.
+   */
+  async delete(actor: User, id: string): Promise<void> {
+    const em = this.orm.em.fork();
+    const file = isUuid(id) ? await em.findOne(File, { id }) : null;
+    if (!file) throw Errors.notFound('File');
+    assertMayChange(actor, file);
+    await em.remove(file).flush();
+    try {
+      await this.store.deleteFile(id);
+    } catch (err) {
+      this.log.error({ err, fileId: id }, 'file row deleted but its bytes could not be removed; cleanup will retry');
+    }
   }
 
   /** The stored bytes of a file, or one range of them. */
@@ -95,6 +179,21 @@ export class FileService {
       if (!taken.has(candidate.toLowerCase())) return candidate;
     }
   }
+}
+
+function assertMayChange(actor: User, file: File): void {
+  if (!actor.isAdmin && file.author?.id !== actor.id) throw Errors.forbidden('Only the file\'s author or an admin may change it.');
+}
+
+function encodeCursor(file: File): string {
+  return Buffer.from(`${file.uploadedAt.toISOString()}|${file.id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { uploadedAt: Date; id: string } {
+  const [iso, id] = Buffer.from(cursor, 'base64url').toString().split('|');
+  const uploadedAt = new Date(iso);
+  if (!id || !isUuid(id) || Number.isNaN(uploadedAt.getTime())) throw Errors.badInput('after is not a cursor this API gave out.');
+  return { uploadedAt, id };
 }
 
 /** `stem + suffix`, shortening the stem so the whole stays within the 255-byte name limit. */

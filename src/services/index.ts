@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config';
 import type { FileStore } from '../storage/file-store';
 import { AuthService } from './auth.service';
+import { CleanupService } from './cleanup.service';
 import { FileService } from './file.service';
 import { UploadService } from './upload.service';
 import { UserService } from './user.service';
@@ -10,6 +11,7 @@ import { UserService } from './user.service';
 export interface Services {
   config: Config;
   auth: AuthService;
+  cleanup: CleanupService;
   files: FileService;
   uploads: UploadService;
   users: UserService;
@@ -19,5 +21,5 @@ export function createServices(orm: MikroORM, store: FileStore, config: Config, 
   const auth = new AuthService(orm, config, log);
   const files = new FileService(orm, store, log);
   const uploads = new UploadService(orm, store, files, config, log);
-  return { config, auth, files, uploads, users: new UserService(orm) };
+  return { config, auth, files, uploads, users: new UserService(orm), cleanup: new CleanupService(orm, store, log) };
 }

@@ -9,7 +9,7 @@ import { ChunkedUpload, File, UploadStatus, User } from '../entities';
 import { AppError, Errors } from '../errors';
 import type { FileStore } from '../storage/file-store';
 import type { FileService } from './file.service';
-import { cleanFilename, isUuid, parseMd5, requireByteCount } from './validation';
+import { cleanDescription, cleanFilename, isUuid, parseMd5, requireByteCount } from './validation';
 
 export interface StartUploadInput {
   filename: string;
@@ -67,15 +67,21 @@ export class UploadService {
       owner,
       filename,
       totalSize,
-      description: input.description ?? '',
+      description: cleanDescription(input.description ?? ''),
       mimeType: input.mimeType?.trim() || mime.lookup(filename) || null,
       md5State: Buffer.from((await createMD5()).init().save()),
       createdAt: now,
       updatedAt: now,
       expiresAt: this.expiryFrom(now),
     });
-    await this.store.createUpload(upload.id);
+    // Row first: the orphan sweep deletes partial bytes that have no upload row.
     await em.flush();
+    try {
+      await this.store.createUpload(upload.id);
+    } catch (err) {
+      await em.remove(upload).flush();
+      throw err;
+    }
     return upload;
   }
 
@@ -144,6 +150,7 @@ export class UploadService {
    */
   async complete(owner: User, input: CompleteUploadInput): Promise<File> {
     const md5 = parseMd5(input.md5, 'md5');
+    const description = input.description == null ? undefined : cleanDescription(input.description);
     if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
     const leaseToken = randomUUID();
     const claimed = await this.claim(input.uploadId, owner.id, leaseToken);
@@ -162,7 +169,7 @@ export class UploadService {
       if (actual !== md5) {
         throw Errors.checksumMismatch(`The stored bytes have md5 ${actual}, not ${md5}. Nothing was moved; the upload stays open.`);
       }
-      const file = await this.files.publish(upload, leaseToken, { description: input.description ?? upload.description, md5 });
+      const file = await this.files.publish(upload, leaseToken, { description: description ?? upload.description, md5 });
       published = true;
       return file;
     } finally {

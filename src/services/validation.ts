@@ -42,3 +42,12 @@ export function cleanFilename(raw: string): string {
 export function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
+
+export const MAX_DESCRIPTION_LENGTH = 10_000;
+
+export function cleanDescription(description: string): string {
+  if (description.length > MAX_DESCRIPTION_LENGTH) {
+    throw Errors.badInput(`description must be at most ${MAX_DESCRIPTION_LENGTH} characters.`);
+  }
+  return description;
+}

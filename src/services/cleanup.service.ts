@@ -1,0 +1,121 @@
+import type { MikroORM } from '@mikro-orm/core';
+import type { Logger } from 'pino';
+import { ChunkedUpload, File, UploadStatus } from '../entities';
+import type { FileStore } from '../storage/file-store';
+import { isUuid } from './validation';
+
+/** Records of finished uploads are kept this long (API.md), so `upload(id)` still answers. */
+const FINISHED_RECORD_DAYS = 7;
+const SWEEP_BATCH = 500;
+
+export interface CleanupReport {
+  /** Uploads past expiresAt, now EXPIRED, whose partial bytes were deleted. */
+  expiredUploads: number;
+  /** EXPIRED, ABORTED and COMPLETE upload records older than the retention, removed. */
+  purgedRecords: number;
+  /** Partial upload bytes with no upload in progress, deleted. */
+  orphanedUploadBytes: number;
+  /** Library bytes with no File row and no upload about to publish them, deleted. */
+  orphanedFileBytes: number;
+}
+
+export type Progress = (message: string) => void;
+
+export class CleanupService {
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly store: FileStore,
+    private readonly log: Logger,
+  ) {}
+
+  async run(progress: Progress = () => {}): Promise<CleanupReport> {
+    const expiredUploads = await this.expireUploads();
+    progress(`expired ${expiredUploads} upload(s) and deleted their partial bytes`);
+    const purgedRecords = await this.purgeFinishedRecords();
+    progress(`removed ${purgedRecords} finished upload record(s) older than ${FINISHED_RECORD_DAYS} days`);
+    const orphanedUploadBytes = await this.sweep(this.store.listUploadIds(), (ids) => this.uploadsInProgress(ids), (id) =>
+      this.store.deleteUpload(id),
+    );
+    progress(`deleted ${orphanedUploadBytes} orphaned partial upload(s)`);
+    const orphanedFileBytes = await this.sweep(this.store.listFileIds(), (ids) => this.idsWithRowOrPendingUpload(ids), (id) =>
+      this.store.deleteFile(id),
+    );
+    progress(`deleted ${orphanedFileBytes} orphaned stored file(s)`);
+    const report = { expiredUploads, purgedRecords, orphanedUploadBytes, orphanedFileBytes };
+    this.log.info(report, 'cleanup finished');
+    return report;
+  }
+
+  /** Marks expired uploads EXPIRED (never one a live writer holds), then drops their bytes. */
+  private async expireUploads(): Promise<number> {
+    const rows: { id: string }[] = await this.orm.em.getConnection().execute(
+      `update chunked_uploads set status = 'EXPIRED', updated_at = now()
+        where status = 'UPLOADING' and expires_at <= now() and (lock_token is null or lock_expires_at <= now())
+        returning id`,
+    );
+    for (const { id } of rows) await this.store.deleteUpload(id);
+    return rows.length;
+  }
+
+  private async purgeFinishedRecords(): Promise<number> {
+    const cutoff = new Date(Date.now() - FINISHED_RECORD_DAYS * 86400_000);
+    return this.orm.em.fork().nativeDelete(ChunkedUpload, {
+      status: { $in: [UploadStatus.EXPIRED, UploadStatus.ABORTED, UploadStatus.COMPLETE] },
+      updatedAt: { $lt: cutoff },
+    });
+  }
+
+  /**
+   * Deletes stored bytes whose id the database does not vouch for. The store is listed
+   * first and the database asked second, so bytes created after the listing are never seen,
+   * and an upload's row always exists before its bytes do.
+   */
+  private async sweep(
+    ids: AsyncIterable<string>,
+    known: (ids: string[]) => Promise<Set<string>>,
+    remove: (id: string) => Promise<void>,
+  ): Promise<number> {
+    let removed = 0;
+    let batch: string[] = [];
+    const flush = async () => {
+      const keep = await known(batch);
+      for (const id of batch) {
+        // Names that are not our ids were not made by us: leave them alone.
+        if (!isUuid(id) || keep.has(id)) continue;
+        try {
+          await remove(id);
+          removed++;
+        } catch (err) {
+          this.log.warn({ err, id }, 'could not delete orphaned bytes; the next cleanup retries');
+        }
+      }
+      batch = [];
+    };
+    for await (const id of ids) {
+      batch.push(id);
+      if (batch.length >= SWEEP_BATCH) await flush();
+    }
+    if (batch.length) await flush();
+    return removed;
+  }
+
+  private async uploadsInProgress(ids: string[]): Promise<Set<string>> {
+    const rows = await this.orm.em.fork().find(ChunkedUpload, { id: { $in: validIds(ids) }, status: UploadStatus.UPLOADING }, { fields: ['id'] });
+    return new Set(rows.map((r) => r.id));
+  }
+
+  /** A File row, or an upload still UPLOADING (a completion that moved the bytes but has not committed). */
+  private async idsWithRowOrPendingUpload(ids: string[]): Promise<Set<string>> {
+    const em = this.orm.em.fork();
+    const candidates = validIds(ids);
+    const [files, pending] = await Promise.all([
+      em.find(File, { id: { $in: candidates } }, { fields: ['id'] }),
+      em.fork().find(ChunkedUpload, { id: { $in: candidates }, status: UploadStatus.UPLOADING }, { fields: ['id'] }),
+    ]);
+    return new Set([...files, ...pending].map((r) => r.id));
+  }
+}
+
+function validIds(ids: string[]): string[] {
+  return ids.filter(isUuid);
+}

@@ -18,7 +18,8 @@ export interface DatabaseTarget {
 const shared: Partial<Options> = {
   entities,
   extensions: [Migrator],
-  migrations: { migrationsList: migrations, transactional: true, allOrNothing: true, snapshot: false },
+  // migrationsList runs them; path is where `npm run migration:create` writes a new one.
+  migrations: { migrationsList: migrations, path: './src/db/migrations', emit: 'ts', transactional: true, allOrNothing: true, snapshot: false },
   // Entities are declared with explicit column types, so no TypeScript metadata is read at runtime.
   discovery: { requireEntitiesArray: true },
   allowGlobalContext: false,

@@ -1,7 +1,10 @@
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware } from '@as-integrations/express5';
+import { ApolloArmor } from '@escape.tech/graphql-armor';
+import cors from 'cors';
 import express from 'express';
+import helmet from 'helmet';
 import { graphqlUploadExpress } from 'graphql-upload-minimal';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -44,18 +47,42 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     // stalled bodies are cut off by the upload service's idle timeout instead.
     server.requestTimeout = 0;
 
+    // Depth, alias, token and cost limits: a hostile query costs a validation pass, not a database.
+    const armor = new ApolloArmor({
+      maxDepth: { n: 10 },
+      maxAliases: { n: 15 },
+      maxTokens: { n: 2000 },
+      maxDirectives: { n: 20 },
+      costLimit: { maxCost: 5000 },
+      blockFieldSuggestion: { enabled: config.env === 'production' },
+    }).protect();
     const apollo = new ApolloServer<RequestContext>({
       schema: await buildAppSchema(),
       formatError: createFormatError(log),
       includeStacktraceInErrorResponses: false,
       introspection: config.introspection,
       csrfPrevention: true,
+      allowBatchedHttpRequests: false,
       stopOnTerminationSignals: false,
-      plugins: [drainUnreadUploads, ApolloServerPluginDrainHttpServer({ httpServer: server })],
+      validationRules: armor.validationRules,
+      plugins: [...armor.plugins, drainUnreadUploads, ApolloServerPluginDrainHttpServer({ httpServer: server })],
     });
     await apollo.start();
 
     expressApp.disable('x-powered-by');
+    expressApp.set('trust proxy', config.trustProxy);
+    // The API serves JSON and attachments, never pages of its own: no CSP to tune here.
+    expressApp.use(helmet({ contentSecurityPolicy: false, crossOriginResourcePolicy: { policy: 'same-site' } }));
+    if (config.corsOrigins.length > 0) {
+      expressApp.use(
+        cors({
+          origin: config.corsOrigins,
+          allowedHeaders: ['authorization', 'content-type', 'apollo-require-preflight', 'range', 'if-none-match'],
+          exposedHeaders: ['content-range', 'content-length', 'content-disposition', 'etag'],
+          maxAge: 600,
+        }),
+      );
+    }
     expressApp.get('/healthz', async (_req, res) => {
       try {
         await database.orm.em.getConnection().execute('select 1');
@@ -72,7 +99,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       // One file per request; one byte over MAX_CHUNK_SIZE tells the service the chunk was too big.
       graphqlUploadExpress({ maxFileSize: config.maxChunkSize + 1, maxFiles: 1 }),
       express.json({ limit: '1mb' }),
-      expressMiddleware(apollo, { context: async ({ req }) => buildContext(services, req.headers.authorization) }),
+      expressMiddleware(apollo, { context: async ({ req }) => buildContext(services, req) }),
     );
     expressApp.use(transportErrorHandler(log));
 

@@ -40,6 +40,8 @@ const envSchema = z
     CLEANUP_INTERVAL: integer(0).default(3600),
     DOWNLOAD_LINK_TTL: integer(1).default(900),
     GRAPHQL_INTROSPECTION: booleanFlag.optional(),
+    CORS_ORIGINS: z.string().optional(),
+    TRUST_PROXY: z.string().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine((env, ctx) => {
@@ -70,6 +72,10 @@ export interface Config {
   cleanupIntervalSeconds: number;
   downloadLinkTtlSeconds: number;
   introspection: boolean;
+  /** Origins allowed to call the API from a browser; empty: same origin only. */
+  corsOrigins: string[];
+  /** Express's `trust proxy`: which proxies may tell the client address (X-Forwarded-For). */
+  trustProxy: boolean | number | string;
   logLevel: string;
 }
 
@@ -106,8 +112,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     cleanupIntervalSeconds: e.CLEANUP_INTERVAL,
     downloadLinkTtlSeconds: e.DOWNLOAD_LINK_TTL,
     introspection: e.GRAPHQL_INTROSPECTION ?? e.NODE_ENV !== 'production',
+    corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
+    trustProxy: parseTrustProxy(e.TRUST_PROXY),
     logLevel: e.LOG_LEVEL,
   };
+}
+
+function parseTrustProxy(value: string | undefined): boolean | number | string {
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  return /^\d+$/.test(value) ? Number(value) : value;
 }
 
 /**

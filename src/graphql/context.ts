@@ -1,9 +1,12 @@
+import type { Request } from 'express';
 import type { User } from '../entities';
 import { AppError, Errors } from '../errors';
 import type { Services } from '../services';
 
 export interface RequestContext {
   services: Services;
+  /** The client's IP address (behind a proxy: as TRUST_PROXY allows). */
+  clientAddress: string;
   user?: User;
   /** Why the bearer token was refused, reported only where a user is required. */
   authError?: AppError;
@@ -15,14 +18,16 @@ export function requireUser(ctx: RequestContext): User {
   throw ctx.authError ?? Errors.unauthenticated();
 }
 
-export async function buildContext(services: Services, authorization: string | undefined): Promise<RequestContext> {
-  if (!authorization) return { services };
+export async function buildContext(services: Services, req: Request): Promise<RequestContext> {
+  const base = { services, clientAddress: req.ip ?? req.socket.remoteAddress ?? 'unknown' };
+  const authorization = req.headers.authorization;
+  if (!authorization) return base;
   const match = /^Bearer\s+(\S+)$/i.exec(authorization);
-  if (!match) return { services, authError: Errors.unauthenticated('Send the token as "Authorization: Bearer <token>".') };
+  if (!match) return { ...base, authError: Errors.unauthenticated('Send the token as "Authorization: Bearer <token>".') };
   try {
-    return { services, user: await services.auth.authenticate(match[1]) };
+    return { ...base, user: await services.auth.authenticate(match[1]) };
   } catch (err) {
-    if (err instanceof AppError) return { services, authError: err };
+    if (err instanceof AppError) return { ...base, authError: err };
     throw err;
   }
 }

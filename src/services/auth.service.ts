@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config';
 import { User } from '../entities';
 import { AppError, Errors } from '../errors';
+import type { LoginThrottleService } from './login-throttle.service';
 import { DUMMY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords';
 import { escapeLike, isUuid } from './validation';
 
@@ -25,15 +26,23 @@ const ALGORITHM = 'HS256';
 export class AuthService {
   constructor(
     private readonly orm: MikroORM,
+    private readonly throttle: LoginThrottleService,
     private readonly config: Config,
     private readonly log: Logger,
   ) {}
 
-  async login(username: string, password: string): Promise<{ token: string; user: User }> {
+  /** `address` is the client's IP address, for the per-address failure limit. */
+  async login(username: string, password: string, address: string): Promise<{ token: string; user: User }> {
+    await this.throttle.check(username, address);
     const user = await this.orm.em.fork().findOne(User, { username: { $ilike: escapeLike(username) } });
     // Hash even when the user does not exist, so response time does not reveal usernames.
     const valid = await verifyPassword(password, user?.passwordHash ?? DUMMY_PASSWORD_HASH);
-    if (!user || !valid) throw Errors.unauthenticated('Wrong username or password.');
+    if (!user || !valid) {
+      await this.throttle.recordFailure(username, address);
+      this.log.info({ username, address }, 'failed login');
+      throw Errors.unauthenticated('Wrong username or password.');
+    }
+    await this.throttle.recordSuccess(username);
     return { token: this.issueAccessToken(user), user };
   }
 

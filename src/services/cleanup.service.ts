@@ -2,6 +2,7 @@ import type { MikroORM } from '@mikro-orm/core';
 import type { Logger } from 'pino';
 import { ChunkedUpload, File, UploadStatus } from '../entities';
 import type { FileStore } from '../storage/file-store';
+import type { LoginThrottleService } from './login-throttle.service';
 import { isUuid } from './validation';
 
 /** Records of finished uploads are kept this long (API.md), so `upload(id)` still answers. */
@@ -25,6 +26,7 @@ export class CleanupService {
   constructor(
     private readonly orm: MikroORM,
     private readonly store: FileStore,
+    private readonly loginThrottle: LoginThrottleService,
     private readonly log: Logger,
   ) {}
 
@@ -41,6 +43,7 @@ export class CleanupService {
       this.store.deleteFile(id),
     );
     progress(`deleted ${orphanedFileBytes} orphaned stored file(s)`);
+    await this.loginThrottle.purgeIdle();
     const report = { expiredUploads, purgedRecords, orphanedUploadBytes, orphanedFileBytes };
     this.log.info(report, 'cleanup finished');
     return report;

@@ -5,6 +5,7 @@ import type { FileStore } from '../storage/file-store';
 import { AuthService } from './auth.service';
 import { CleanupService } from './cleanup.service';
 import { FileService } from './file.service';
+import { LoginThrottleService } from './login-throttle.service';
 import { UploadService } from './upload.service';
 import { UserService } from './user.service';
 
@@ -18,8 +19,9 @@ export interface Services {
 }
 
 export function createServices(orm: MikroORM, store: FileStore, config: Config, log: Logger): Services {
-  const auth = new AuthService(orm, config, log);
+  const throttle = new LoginThrottleService(orm);
+  const auth = new AuthService(orm, throttle, config, log);
   const files = new FileService(orm, store, log);
   const uploads = new UploadService(orm, store, files, config, log);
-  return { config, auth, files, uploads, users: new UserService(orm), cleanup: new CleanupService(orm, store, log) };
+  return { config, auth, files, uploads, users: new UserService(orm), cleanup: new CleanupService(orm, store, throttle, log) };
 }

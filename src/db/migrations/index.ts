@@ -1,4 +1,8 @@
 import { Migration20261125000000 } from './Migration20261125000000_initial';
+import { Migration20261125010000 } from './Migration20261125010000_login_throttle';
 
 /** Listed explicitly so the compiled server needs no file globbing to find them. */
-export const migrations = [{ name: 'Migration20261125000000_initial', class: Migration20261125000000 }];
+export const migrations = [
+  { name: 'Migration20261125000000_initial', class: Migration20261125000000 },
+  { name: 'Migration20261125010000_login_throttle', class: Migration20261125010000 },
+];

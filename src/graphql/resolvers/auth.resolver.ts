@@ -10,7 +10,7 @@ export class AuthResolver {
     @Arg('password', () => String) password: string,
     @Ctx() ctx: RequestContext,
   ): Promise<AuthPayload> {
-    const { token, user } = await ctx.services.auth.login(username, password);
+    const { token, user } = await ctx.services.auth.login(username, password, ctx.clientAddress);
     return { token, user: UserType.from(user) };
   }
 

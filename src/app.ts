@@ -7,6 +7,7 @@ import express from 'express';
 import helmet from 'helmet';
 import { graphqlUploadExpress } from 'graphql-upload-minimal';
 import http from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config';
@@ -21,6 +22,8 @@ import { requireMultipartPreflight } from './http/multipart-preflight';
 import { createLogger } from './logger';
 import { createServices, type Services } from './services';
 import { DiskStore } from './storage/disk-store';
+
+const PUBLIC_DIR = path.resolve(__dirname, '../../public');
 
 export interface App {
   readonly server: http.Server;
@@ -93,6 +96,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       }
     });
     expressApp.use(downloadRouter(services, log));
+    // The browser client (public/): log in, upload with resume, list, download.
+    expressApp.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }));
     expressApp.use(
       '/graphql',
       requireMultipartPreflight,

@@ -42,6 +42,10 @@ export class ChunkedUpload {
   @Property({ type: 'blob', fieldName: 'md5_state', lazy: true })
   md5State!: Buffer;
 
+  /** The storage backend's own bookkeeping (S3: multipart id, parts, staged tail), committed with `offset`. */
+  @Property({ type: 'json', nullable: true })
+  storageState?: Record<string, unknown> | null;
+
   @Enum({ items: () => UploadStatus, type: 'text' })
   status: UploadStatus = UploadStatus.UPLOADING;
 

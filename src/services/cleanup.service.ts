@@ -1,7 +1,7 @@
 import type { MikroORM } from '@mikro-orm/core';
 import type { Logger } from 'pino';
 import { ChunkedUpload, File, UploadStatus } from '../entities';
-import type { FileStore } from '../storage/file-store';
+import { parseState, type FileStore } from '../storage/file-store';
 import type { LoginThrottleService } from './login-throttle.service';
 import { isUuid } from './validation';
 
@@ -51,12 +51,12 @@ export class CleanupService {
 
   /** Marks expired uploads EXPIRED (never one a live writer holds), then drops their bytes. */
   private async expireUploads(): Promise<number> {
-    const rows: { id: string }[] = await this.orm.em.getConnection().execute(
+    const rows: { id: string; storage_state: unknown }[] = await this.orm.em.getConnection().execute(
       `update chunked_uploads set status = 'EXPIRED', updated_at = now()
         where status = 'UPLOADING' and expires_at <= now() and (lock_token is null or lock_expires_at <= now())
-        returning id`,
+        returning id, storage_state`,
     );
-    for (const { id } of rows) await this.store.deleteUpload(id);
+    for (const row of rows) await this.store.deleteUpload(row.id, parseState(row.storage_state));
     return rows.length;
   }
 

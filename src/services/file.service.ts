@@ -147,7 +147,10 @@ export class FileService {
             uploadedAt: new Date(),
           });
           await em.flush();
-          await this.store.publishUpload(upload.id, file.id, upload.totalSize);
+          await this.store.publishUpload(
+            { id: upload.id, totalSize: upload.totalSize, offset: upload.offset, state: upload.storageState ?? null },
+            file.id,
+          );
           return file;
         });
         return this.get(file.id);

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config';
 import { ChunkedUpload, File, UploadStatus, User } from '../entities';
 import { AppError, Errors } from '../errors';
-import type { FileStore } from '../storage/file-store';
+import { parseState, type ChunkWritten, type FileStore } from '../storage/file-store';
 import type { FileService } from './file.service';
 import { cleanDescription, cleanFilename, isUuid, parseMd5, requireByteCount } from './validation';
 
@@ -77,12 +77,21 @@ export class UploadService {
     // Row first: the orphan sweep deletes partial bytes that have no upload row.
     await em.flush();
     try {
-      await this.store.createUpload(upload.id);
+      const state = await this.store.createUpload(upload.id, totalSize);
+      if (state) {
+        upload.storageState = state;
+        await em.flush();
+      }
     } catch (err) {
       await em.remove(upload).flush();
       throw err;
     }
     return upload;
+  }
+
+  /** The chunk size to suggest to clients: what suits the store, within MAX_CHUNK_SIZE. */
+  preferredChunkSize(upload: ChunkedUpload): number {
+    return Math.min(this.config.maxChunkSize, this.store.preferredChunkSize(upload.totalSize));
   }
 
   /** The caller's own upload; anyone else's is NOT_FOUND, admins included. */
@@ -121,11 +130,10 @@ export class UploadService {
       hasher.load(claimed.md5_state as Uint8Array);
       const limit = Math.min(this.config.maxChunkSize, totalSize - offset);
       const renewal = this.keepLease(input.uploadId, leaseToken, body);
-      let written: number;
+      let written: ChunkWritten;
       try {
         written = await this.store.writeChunk(
-          input.uploadId,
-          offset,
+          { id: input.uploadId, totalSize, offset, state: parseState(claimed.storage_state) },
           inspectChunk(body, idle, { limit, totalSize, offset, hasher, expectedChunkMd5 }),
         );
       } finally {
@@ -195,7 +203,7 @@ export class UploadService {
         { id: uploadId, lockToken: leaseToken },
         { status: UploadStatus.ABORTED, lockToken: null, lockExpiresAt: null, updatedAt: new Date() },
       );
-    await this.store.deleteUpload(uploadId);
+    await this.store.deleteUpload(uploadId, parseState(claimed.storage_state));
     return this.get(owner, uploadId);
   }
 
@@ -259,14 +267,22 @@ export class UploadService {
     return setInterval(renew, (this.config.uploadLockTtlSeconds * 1000) / 3).unref();
   }
 
-  private async commitChunk(uploadId: string, token: string, offset: number, written: number, hasher: IHasher): Promise<ChunkedUpload> {
+  private async commitChunk(uploadId: string, token: string, offset: number, written: ChunkWritten, hasher: IHasher): Promise<ChunkedUpload> {
     const rows = await this.orm.em.getConnection().execute<UploadRow[]>(
       `update chunked_uploads
-          set "offset" = "offset" + ?, md5_state = ?, lock_token = null, lock_expires_at = null,
+          set "offset" = "offset" + ?, md5_state = ?, storage_state = ?::jsonb, lock_token = null, lock_expires_at = null,
               updated_at = now(), expires_at = now() + make_interval(secs => ?)
         where id = ? and lock_token = ? and "offset" = ?
         returning *`,
-      [written, Buffer.from(hasher.save()), this.config.uploadTtlSeconds, uploadId, token, offset],
+      [
+        written.bytesWritten,
+        Buffer.from(hasher.save()),
+        written.state === null ? null : JSON.stringify(written.state),
+        this.config.uploadTtlSeconds,
+        uploadId,
+        token,
+        offset,
+      ],
     );
     if (!rows[0]) {
       this.log.error({ uploadId, offset }, 'a chunk writer lost its lease while writing; its bytes were not counted');

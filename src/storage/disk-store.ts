@@ -2,10 +2,11 @@ import { constants } from 'node:fs';
 import { mkdir, open, opendir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { FileMissingError, type ByteRange, type FileStore } from './file-store';
+import { FileMissingError, type ByteRange, type ChunkWritten, type FileStore, type StoredUpload } from './file-store';
 
 /** Writes are batched to this size: one syscall per MiB instead of one per socket read. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
+const PREFERRED_CHUNK_BYTES = 8 * 1024 * 1024;
 const PART_SUFFIX = '.part';
 
 export interface DiskStoreOptions {
@@ -33,13 +34,20 @@ export class DiskStore implements FileStore {
     return store;
   }
 
-  async createUpload(uploadId: string): Promise<void> {
-    const fh = await open(this.partPath(uploadId), constants.O_CREAT | constants.O_WRONLY | constants.O_TRUNC, 0o600);
-    await fh.close();
+  preferredChunkSize(totalSize: number): number {
+    return Math.max(1, Math.min(PREFERRED_CHUNK_BYTES, totalSize));
   }
 
-  async writeChunk(uploadId: string, offset: number, data: AsyncIterable<Buffer>): Promise<number> {
-    const fh = await open(this.partPath(uploadId), 'r+');
+  async createUpload(uploadId: string): Promise<null> {
+    const fh = await open(this.partPath(uploadId), constants.O_CREAT | constants.O_WRONLY | constants.O_TRUNC, 0o600);
+    await fh.close();
+    return null;
+  }
+
+  async writeChunk(upload: StoredUpload, data: AsyncIterable<Buffer>): Promise<ChunkWritten> {
+    const { offset } = upload;
+    // r+ never creates: a missing part file is an error, not a silently zero-filled upload.
+    const fh = await open(this.partPath(upload.id), 'r+');
     try {
       await fh.truncate(offset);
       let position = offset;
@@ -66,20 +74,20 @@ export class DiskStore implements FileStore {
         await inFlight;
       }
       if (this.options.fsync) await fh.datasync();
-      return position - offset;
+      return { bytesWritten: position - offset, state: null };
     } finally {
       await fh.close();
     }
   }
 
-  async publishUpload(uploadId: string, fileId: string, size: number): Promise<void> {
+  async publishUpload(upload: StoredUpload, fileId: string): Promise<void> {
     const target = this.filePath(fileId);
     try {
-      await rename(this.partPath(uploadId), target);
+      await rename(this.partPath(upload.id), target);
     } catch (err) {
       if (!isNotFound(err)) throw err;
       const published = await stat(target).catch(() => null);
-      if (published?.size !== size) throw new FileMissingError(`upload ${uploadId}`);
+      if (published?.size !== upload.totalSize) throw new FileMissingError(`upload ${upload.id}`);
     }
     if (this.options.fsync) await syncDirectory(this.filesDir);
   }

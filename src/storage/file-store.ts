@@ -7,31 +7,64 @@ export interface ByteRange {
 }
 
 /**
+ * What a backend must remember about an upload between chunks (for S3: the multipart upload
+ * id, the parts so far and the staged tail). JSON, kept in the upload's row and committed
+ * together with the offset, so it is right across restarts and server instances. Null for
+ * backends that need nothing (disk).
+ */
+export type StoreState = Record<string, unknown> | null;
+
+/** A state column as a raw query returns it (jsonb arrives parsed; tolerate text too). */
+export function parseState(value: unknown): StoreState {
+  if (value === null || value === undefined) return null;
+  return (typeof value === 'string' ? JSON.parse(value) : value) as StoreState;
+}
+
+/** An upload as the store sees it. */
+export interface StoredUpload {
+  id: string;
+  totalSize: number;
+  /** Bytes already stored and counted. */
+  offset: number;
+  state: StoreState;
+}
+
+export interface ChunkWritten {
+  bytesWritten: number;
+  /** The state to commit with the new offset. */
+  state: StoreState;
+}
+
+/**
  * Where bytes live: the partial bytes of uploads in progress, and the files of the library.
- * Implementations hold no database state; the upload service decides who may write where.
+ * Implementations keep no database state of their own; the upload service decides who may
+ * write where, and persists the StoreState they return.
  */
 export interface FileStore {
-  /** Makes room for a new upload's bytes (an empty partial file). */
-  createUpload(uploadId: string): Promise<void>;
+  /** A chunk size that suits this backend for a file of `totalSize` bytes (told to clients). */
+  preferredChunkSize(totalSize: number): number;
+
+  /** Makes room for a new upload's bytes; returns its initial state. */
+  createUpload(uploadId: string, totalSize: number): Promise<StoreState>;
 
   /**
-   * Writes `data` into the upload starting at `offset` and resolves with the byte count once
-   * those bytes are durable. Anything past `offset` left by an earlier cut-off write is
-   * discarded first. If `data` throws, the write stops and the error is rethrown: bytes past
-   * `offset` may remain, but they do not count and the next write discards them.
+   * Writes `data` into the upload after its `offset` bytes and resolves once those bytes
+   * are durable. Anything past `offset` left by an earlier cut-off write is discarded or
+   * overwritten. If `data` throws, the write stops and the error is rethrown: what was
+   * written does not count, and the upload's committed state stays valid.
    * The caller must hold the upload's lease: two writers at once would interleave.
    */
-  writeChunk(uploadId: string, offset: number, data: AsyncIterable<Buffer>): Promise<number>;
+  writeChunk(upload: StoredUpload, data: AsyncIterable<Buffer>): Promise<ChunkWritten>;
 
   /**
-   * Moves a finished upload of `size` bytes into the library as file `fileId`.
+   * Moves a finished upload (offset == totalSize) into the library as file `fileId`.
    * Idempotent: when the bytes were already moved (a completion cut off before its database
    * commit), it succeeds without doing anything.
    */
-  publishUpload(uploadId: string, fileId: string, size: number): Promise<void>;
+  publishUpload(upload: StoredUpload, fileId: string): Promise<void>;
 
-  /** Forgets an upload's partial bytes; no error if there are none. */
-  deleteUpload(uploadId: string): Promise<void>;
+  /** Forgets an upload's partial bytes; no error if there are none. `state` may be unknown (orphans). */
+  deleteUpload(uploadId: string, state?: StoreState): Promise<void>;
 
   /** Streams a library file, or the given range of it. Rejects with FileMissingError if absent. */
   readFile(fileId: string, range?: ByteRange): Promise<Readable>;

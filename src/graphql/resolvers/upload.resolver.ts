@@ -1,6 +1,6 @@
 import { GraphQLUpload, type FileUpload } from 'graphql-upload-minimal';
 import { Arg, Authorized, Ctx, ID, Mutation, Query, Resolver } from 'type-graphql';
-import { UploadStatus } from '../../entities';
+import { UploadStatus, type ChunkedUpload } from '../../entities';
 import { requireUser, type RequestContext } from '../context';
 import { SafeInt } from '../scalars';
 import { FileType } from '../types/file.type';
@@ -60,7 +60,10 @@ export class UploadResolver {
     return this.view(ctx, await ctx.services.uploads.abort(requireUser(ctx), uploadId));
   }
 
-  private view(ctx: RequestContext, upload: Parameters<typeof ChunkedUploadType.from>[0]): ChunkedUploadType {
-    return ChunkedUploadType.from(upload, ctx.services.config.maxChunkSize);
+  private view(ctx: RequestContext, upload: ChunkedUpload): ChunkedUploadType {
+    return ChunkedUploadType.from(upload, {
+      maxChunkSize: ctx.services.config.maxChunkSize,
+      chunkSize: ctx.services.uploads.preferredChunkSize(upload),
+    });
   }
 }

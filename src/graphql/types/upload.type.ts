@@ -36,7 +36,10 @@ export class ChunkedUploadType {
   @Field(() => SafeInt, { description: 'The largest chunk the server accepts (MAX_CHUNK_SIZE).' })
   maxChunkSize!: number;
 
-  static from(upload: ChunkedUpload, maxChunkSize: number): ChunkedUploadType {
+  @Field(() => SafeInt, { description: 'A chunk size that suits the storage backend; every chunk but the last should be this size.' })
+  chunkSize!: number;
+
+  static from(upload: ChunkedUpload, sizes: { maxChunkSize: number; chunkSize: number }): ChunkedUploadType {
     return Object.assign(new ChunkedUploadType(), {
       id: upload.id,
       filename: upload.filename,
@@ -47,7 +50,7 @@ export class ChunkedUploadType {
       status: upload.status,
       createdAt: upload.createdAt,
       expiresAt: upload.expiresAt,
-      maxChunkSize,
+      ...sizes,
     });
   }
 }

@@ -21,7 +21,7 @@ import { transportErrorHandler } from './http/graphql-errors';
 import { requireMultipartPreflight } from './http/multipart-preflight';
 import { createLogger } from './logger';
 import { createServices, type Services } from './services';
-import { DiskStore } from './storage/disk-store';
+import { openStore } from './storage';
 
 const PUBLIC_DIR = path.resolve(__dirname, '../../public');
 
@@ -40,7 +40,7 @@ export interface App {
 export async function createApp(config: Config, log: Logger = createLogger(config.logLevel)): Promise<App> {
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
-    const store = await DiskStore.open(config.dataDir, { fsync: config.chunkFsync });
+    const store = await openStore(config);
     const services = createServices(database.orm, store, config, log);
     await services.auth.ensureAdmin();
 

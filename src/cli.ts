@@ -7,14 +7,14 @@ import { AppError } from './errors';
 import { createLogger } from './logger';
 import { createServices, type Services } from './services';
 import { serve } from './server';
-import { DiskStore } from './storage/disk-store';
+import { openStore } from './storage';
 
 /** Runs `work` with the database (migrated) and the services, then closes everything. */
 async function withServices<T>(config: Config, work: (services: Services, database: Database) => Promise<T>): Promise<T> {
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
-    const store = await DiskStore.open(config.dataDir, { fsync: config.chunkFsync });
+    const store = await openStore(config);
     return await work(createServices(database.orm, store, config, log), database);
   } finally {
     await database.close();

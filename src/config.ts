@@ -40,11 +40,26 @@ const envSchema = z
     CLEANUP_INTERVAL: integer(0).default(3600),
     DOWNLOAD_LINK_TTL: integer(1).default(900),
     GRAPHQL_INTROSPECTION: booleanFlag.optional(),
+    STORAGE: z.enum(['disk', 's3'], { error: 'must be disk or s3' }).default('disk'),
+    S3_ENDPOINT: z.url({ error: 'must be a URL such as http://127.0.0.1:9000' }).optional(),
+    S3_REGION: z.string().min(1).default('us-east-1'),
+    S3_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)').optional(),
+    S3_PREFIX: z.string().default(''),
+    S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+    S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+    S3_FORCE_PATH_STYLE: booleanFlag.default(false),
+    S3_PART_SIZE: integer(5 * MiB, 5 * GiB).default(8 * MiB),
     CORS_ORIGINS: z.string().optional(),
     TRUST_PROXY: z.string().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine((env, ctx) => {
+    if (env.STORAGE === 's3' && !env.S3_BUCKET) {
+      ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'is required when STORAGE=s3' });
+    }
+    if (Boolean(env.S3_ACCESS_KEY_ID) !== Boolean(env.S3_SECRET_ACCESS_KEY)) {
+      ctx.addIssue({ code: 'custom', path: ['S3_SECRET_ACCESS_KEY'], message: 'S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together' });
+    }
     if (env.NODE_ENV === 'production' && !env.JWT_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'is required when NODE_ENV=production' });
     }
@@ -69,6 +84,7 @@ export interface Config {
   bodyTimeoutSeconds: number;
   /** fdatasync each chunk before its offset is acknowledged. */
   chunkFsync: boolean;
+  storage: DiskStorageConfig | S3StorageConfig;
   cleanupIntervalSeconds: number;
   downloadLinkTtlSeconds: number;
   introspection: boolean;
@@ -77,6 +93,22 @@ export interface Config {
   /** Express's `trust proxy`: which proxies may tell the client address (X-Forwarded-For). */
   trustProxy: boolean | number | string;
   logLevel: string;
+}
+
+export interface DiskStorageConfig {
+  kind: 'disk';
+}
+
+export interface S3StorageConfig {
+  kind: 's3';
+  endpoint?: string;
+  region: string;
+  bucket: string;
+  prefix: string;
+  forcePathStyle: boolean;
+  /** Unset: the SDK's default credential chain (environment, profile, instance role). */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+  partSize: number;
 }
 
 export class ConfigError extends Error {
@@ -109,6 +141,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     uploadLockTtlSeconds: e.UPLOAD_LOCK_TTL,
     bodyTimeoutSeconds: e.BODY_TIMEOUT,
     chunkFsync: e.CHUNK_FSYNC,
+    storage:
+      e.STORAGE === 's3'
+        ? {
+            kind: 's3',
+            endpoint: e.S3_ENDPOINT,
+            region: e.S3_REGION,
+            bucket: e.S3_BUCKET!,
+            prefix: e.S3_PREFIX,
+            forcePathStyle: e.S3_FORCE_PATH_STYLE,
+            credentials:
+              e.S3_ACCESS_KEY_ID && e.S3_SECRET_ACCESS_KEY
+                ? { accessKeyId: e.S3_ACCESS_KEY_ID, secretAccessKey: e.S3_SECRET_ACCESS_KEY }
+                : undefined,
+            partSize: e.S3_PART_SIZE,
+          }
+        : { kind: 'disk' },
     cleanupIntervalSeconds: e.CLEANUP_INTERVAL,
     downloadLinkTtlSeconds: e.DOWNLOAD_LINK_TTL,
     introspection: e.GRAPHQL_INTROSPECTION ?? e.NODE_ENV !== 'production',

@@ -22,12 +22,14 @@ import { requireMultipartPreflight } from './http/multipart-preflight';
 import { createLogger } from './logger';
 import { createServices, type Services } from './services';
 import { openStore } from './storage';
+import type { FileStore } from './storage/file-store';
 
 const PUBLIC_DIR = path.resolve(__dirname, '../../public');
 
 export interface App {
   readonly server: http.Server;
   readonly services: Services;
+  readonly store: FileStore;
   readonly database: Database;
   readonly log: Logger;
   /** Starts listening; resolves with the base URL (port 0 picks a free port). */
@@ -113,6 +115,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     return {
       server,
       services,
+      store,
       database,
       log,
       listen(port = config.port, host = config.host) {

@@ -13,7 +13,7 @@ export interface GraphQLResult<T = any> {
   errors?: GraphQLError[];
 }
 
-export const UPLOAD_FIELDS = 'id filename description mimeType totalSize offset status createdAt expiresAt';
+export const UPLOAD_FIELDS = 'id filename description mimeType totalSize offset status createdAt expiresAt chunkSize maxChunkSize';
 export const FILE_FIELDS = 'id name description size md5 mimeType uploadedAt downloadUrl author { id username }';
 
 export function md5(bytes: Buffer): string {

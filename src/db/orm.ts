@@ -1,7 +1,7 @@
 import { PGlite } from '@electric-sql/pglite';
 import { MikroORM, type Options } from '@mikro-orm/core';
 import { Migrator } from '@mikro-orm/migrations';
-import { PostgreSqlDriver } from '@mikro-orm/postgresql';
+import { PostgreSqlDriver, type AbstractSqlConnection } from '@mikro-orm/postgresql';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { PGliteDriver, type PGliteConnectionConfig } from 'mikro-orm-pglite';
@@ -54,6 +54,24 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
   };
 }
 
+/** Any constant both instances agree on: the advisory lock that serialises their migrations. */
+const MIGRATION_LOCK_ID = 7_305_412_019;
+
+/**
+ * Applies pending migrations. Several instances starting at once take turns: a transaction on
+ * a connection of its own holds an advisory lock while the migrator works on another.
+ */
+async function migrate(orm: MikroORM, embedded: boolean): Promise<string[]> {
+  const run = async () => (await orm.getMigrator().up()).map((m) => m.name);
+  // The embedded database has one connection and one process: nothing to serialise.
+  if (embedded) return run();
+  const knex = (orm.em.getConnection() as AbstractSqlConnection).getKnex();
+  return knex.transaction(async (trx) => {
+    await trx.raw('select pg_advisory_xact_lock(?)', [MIGRATION_LOCK_ID]);
+    return run();
+  });
+}
+
 export interface Database {
   orm: MikroORM;
   /** Migrations this start applied (empty when the schema was current). */
@@ -67,7 +85,7 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
   const orm = await MikroORM.init(options);
   let applied: string[];
   try {
-    applied = (await orm.getMigrator().up()).map((m) => m.name);
+    applied = await migrate(orm, Boolean(embedded));
   } catch (err) {
     await orm.close(true);
     await embedded?.close();

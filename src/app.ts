@@ -1,5 +1,7 @@
 import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import cors from 'cors';
@@ -14,8 +16,9 @@ import type { Config } from './config';
 import { openDatabase, type Database } from './db/orm';
 import { buildContext, type RequestContext } from './graphql/context';
 import { drainUnreadUploads } from './graphql/drain-uploads.plugin';
+import { InFlightOperations } from './graphql/in-flight.plugin';
 import { createFormatError } from './graphql/format-error';
-import { buildAppSchema } from './graphql/schema';
+import { buildAppSchema, buildSubgraphAppSchema } from './graphql/schema';
 import { downloadRouter } from './http/download.route';
 import { transportErrorHandler } from './http/graphql-errors';
 import { requireMultipartPreflight } from './http/multipart-preflight';
@@ -24,7 +27,23 @@ import { createServices, type Services } from './services';
 import { openStore } from './storage';
 import type { FileStore } from './storage/file-store';
 
+const SHUTDOWN_GRACE_MS = 10_000;
 const PUBLIC_DIR = path.resolve(__dirname, '../../public');
+
+/** What the playground opens with: log in, then paste the token into the Authorization header. */
+const EXAMPLE_OPERATION = `# 1. Log in, then set the header  Authorization: Bearer <token>
+mutation Login {
+  login(username: "admin", password: "<password>") { token user { username isAdmin } }
+}
+
+# 2. The library, newest first
+query Files {
+  files(first: 10) {
+    totalCount
+    edges { node { id name size md5 uploadedAt author { username } downloadUrl } }
+  }
+}
+`;
 
 export interface App {
   readonly server: http.Server;
@@ -61,8 +80,9 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       costLimit: { maxCost: 5000 },
       blockFieldSuggestion: { enabled: config.env === 'production' },
     }).protect();
+    const inFlight = new InFlightOperations();
     const apollo = new ApolloServer<RequestContext>({
-      schema: await buildAppSchema(),
+      schema: config.federation ? await buildSubgraphAppSchema() : await buildAppSchema(),
       formatError: createFormatError(log),
       includeStacktraceInErrorResponses: false,
       introspection: config.introspection,
@@ -70,7 +90,15 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       allowBatchedHttpRequests: false,
       stopOnTerminationSignals: false,
       validationRules: armor.validationRules,
-      plugins: [...armor.plugins, drainUnreadUploads, ApolloServerPluginDrainHttpServer({ httpServer: server })],
+      plugins: [
+        ...armor.plugins,
+        drainUnreadUploads,
+        inFlight.plugin,
+        ApolloServerPluginDrainHttpServer({ httpServer: server }),
+        config.playground
+          ? ApolloServerPluginLandingPageLocalDefault({ embed: true, document: EXAMPLE_OPERATION, includeCookies: false })
+          : ApolloServerPluginLandingPageDisabled(),
+      ],
     });
     await apollo.start();
 
@@ -132,6 +160,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
         clearInterval(cleanupTimer);
         await apollo.stop();
         if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+        // Operations whose clients left are still releasing their leases: let them.
+        await inFlight.settled(SHUTDOWN_GRACE_MS);
         await database.close();
       },
     };

@@ -40,6 +40,8 @@ const envSchema = z
     CLEANUP_INTERVAL: integer(0).default(3600),
     DOWNLOAD_LINK_TTL: integer(1).default(900),
     GRAPHQL_INTROSPECTION: booleanFlag.optional(),
+    GRAPHQL_PLAYGROUND: booleanFlag.optional(),
+    FEDERATION: booleanFlag.default(false),
     STORAGE: z.enum(['disk', 's3'], { error: 'must be disk or s3' }).default('disk'),
     S3_ENDPOINT: z.url({ error: 'must be a URL such as http://127.0.0.1:9000' }).optional(),
     S3_REGION: z.string().min(1).default('us-east-1'),
@@ -88,6 +90,10 @@ export interface Config {
   cleanupIntervalSeconds: number;
   downloadLinkTtlSeconds: number;
   introspection: boolean;
+  /** The Apollo Sandbox landing page at GET /graphql. */
+  playground: boolean;
+  /** Serve the schema as an Apollo Federation 2 subgraph. */
+  federation: boolean;
   /** Origins allowed to call the API from a browser; empty: same origin only. */
   corsOrigins: string[];
   /** Express's `trust proxy`: which proxies may tell the client address (X-Forwarded-For). */
@@ -160,6 +166,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     cleanupIntervalSeconds: e.CLEANUP_INTERVAL,
     downloadLinkTtlSeconds: e.DOWNLOAD_LINK_TTL,
     introspection: e.GRAPHQL_INTROSPECTION ?? e.NODE_ENV !== 'production',
+    playground: e.GRAPHQL_PLAYGROUND ?? e.NODE_ENV !== 'production',
+    federation: e.FEDERATION,
     corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
     logLevel: e.LOG_LEVEL,

@@ -33,6 +33,7 @@ export class AuthService {
 
   /** `address` is the client's IP address, for the per-address failure limit. */
   async login(username: string, password: string, address: string): Promise<{ token: string; user: User }> {
+    username = username.trim().normalize('NFC');
     await this.throttle.check(username, address);
     const user = await this.orm.em.fork().findOne(User, { username: { $ilike: escapeLike(username) } });
     // Hash even when the user does not exist, so response time does not reveal usernames.

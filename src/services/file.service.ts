@@ -57,7 +57,8 @@ export class FileService {
     }
     const filters: FilterQuery<File>[] = [];
     if (query.uploadedBefore) filters.push({ uploadedAt: { $lt: query.uploadedBefore } });
-    if (query.search) filters.push({ name: { $ilike: `%${escapeLike(query.search)}%` } });
+    // Names are stored in NFC; a search typed in NFD must still find them.
+    if (query.search) filters.push({ name: { $ilike: `%${escapeLike(query.search.normalize('NFC'))}%` } });
     const em = this.orm.em.fork();
     const where: FilterQuery<File> = filters.length ? { $and: filters } : {};
     const page: FilterQuery<File>[] = [...filters];

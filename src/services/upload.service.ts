@@ -337,7 +337,9 @@ interface ChunkRules {
 async function* inspectChunk(body: Readable, idle: IdleTimer, rules: ChunkRules): AsyncGenerator<Buffer> {
   const chunkHasher = rules.expectedChunkMd5 ? createHash('md5') : undefined;
   let seen = 0;
-  for await (const buffer of body as AsyncIterable<Buffer>) {
+  // destroyOnReturn: false keeps the body readable after a rule is broken, so the caller can
+  // still read it to its end and answer with the error instead of a reset connection.
+  for await (const buffer of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     idle.touch();
     seen += buffer.length;
     if (seen > rules.limit) {

@@ -2,6 +2,7 @@ import { UniqueConstraintViolationException, type MikroORM } from '@mikro-orm/co
 import { User } from '../entities';
 import { Errors } from '../errors';
 import { hashPassword, verifyPassword } from './passwords';
+import { isUuid } from './validation';
 
 const USERNAME = /^[\p{L}\p{N}._@-]{1,64}$/u;
 const MIN_PASSWORD_LENGTH = 8;
@@ -9,6 +10,10 @@ const MAX_PASSWORD_LENGTH = 1024;
 
 export class UserService {
   constructor(private readonly orm: MikroORM) {}
+
+  async findById(id: string): Promise<User | null> {
+    return isUuid(id) ? this.orm.em.fork().findOne(User, { id }) : null;
+  }
 
   async create(input: { username: string; password: string; isAdmin?: boolean | null }): Promise<User> {
     const username = input.username.trim().normalize('NFC');

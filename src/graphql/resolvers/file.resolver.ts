@@ -6,6 +6,13 @@ import { FileType } from '../types/file.type';
 
 @Resolver(() => FileType)
 export class FileResolver {
+  /** Federation: another subgraph's reference to a File, resolved by id. */
+  static async resolveReference(reference: { id: string }, ctx: RequestContext): Promise<FileType | null> {
+    requireUser(ctx);
+    const file = await ctx.services.files.findById(reference.id);
+    return file && FileType.from(file);
+  }
+
   @Authorized()
   @Query(() => FileType, { nullable: true })
   async file(@Arg('id', () => ID) id: string, @Ctx() ctx: RequestContext): Promise<FileType | null> {

@@ -5,6 +5,13 @@ import { UserType } from '../types/user.type';
 
 @Resolver()
 export class UserResolver {
+  /** Federation: another subgraph's reference to a User, resolved by id. */
+  static async resolveReference(reference: { id: string }, ctx: RequestContext): Promise<UserType | null> {
+    requireUser(ctx);
+    const user = await ctx.services.users.findById(reference.id);
+    return user && UserType.from(user);
+  }
+
   @Authorized(ADMIN)
   @Mutation(() => UserType, { description: 'Admins only. Usernames are unique regardless of case.' })
   async createUser(

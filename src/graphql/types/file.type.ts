@@ -1,8 +1,10 @@
-import { Field, ID, ObjectType } from 'type-graphql';
+import { Directive, Field, ID, ObjectType } from 'type-graphql';
 import type { File } from '../../entities';
 import { DateTime, SafeInt } from '../scalars';
 import { UserType } from './user.type';
 
+// Federation entity (used when FEDERATION=true; plain SDL does not print it).
+@Directive('@key(fields: "id")')
 @ObjectType('File')
 export class FileType {
   @Field(() => ID)

@@ -1,7 +1,9 @@
-import { Field, ID, ObjectType } from 'type-graphql';
+import { Directive, Field, ID, ObjectType } from 'type-graphql';
 import type { User } from '../../entities';
 import { DateTime } from '../scalars';
 
+// Federation entity (used when FEDERATION=true; plain SDL does not print it).
+@Directive('@key(fields: "id")')
 @ObjectType('User')
 export class UserType {
   @Field(() => ID)

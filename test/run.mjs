@@ -1,6 +1,8 @@
 // Runs every compiled test file with node's own test runner (Node 20 expands no globs itself).
 // Without TEST_DATABASE_URL the servers under test use the embedded PostgreSQL; with it, a
 // fresh database on that PostgreSQL server per test server.
+// Files named *.serial.test.js disturb the machine (restart PostgreSQL, fill a disk): they run
+// afterwards, one at a time, with nothing else running.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -12,7 +14,14 @@ const files = readdirSync(root, { recursive: true })
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort()
   .map((f) => path.join(root, f));
+const serial = files.filter((f) => f.endsWith('.serial.test.js'));
+const parallel = files.filter((f) => !serial.includes(f));
 
 console.log(`Running ${files.length} test files against ${process.env.TEST_DATABASE_URL ? 'PostgreSQL at TEST_DATABASE_URL' : 'the embedded PostgreSQL'}`);
-const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=2', ...files], { stdio: 'inherit' });
-process.exit(result.status ?? 1);
+let status = 0;
+for (const [group, concurrency] of [[parallel, 2], [serial, 1]]) {
+  if (group.length === 0) continue;
+  const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', `--test-concurrency=${concurrency}`, ...group], { stdio: 'inherit' });
+  status ||= result.status ?? 1;
+}
+process.exit(status);

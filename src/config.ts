@@ -110,10 +110,12 @@ export interface S3StorageConfig {
   endpoint?: string;
   region: string;
   bucket: string;
+  /** Prepended to every key, so one bucket can hold several deployments. */
   prefix: string;
   forcePathStyle: boolean;
   /** Unset: the SDK's default credential chain (environment, profile, instance role). */
   credentials?: { accessKeyId: string; secretAccessKey: string };
+  /** The smallest part uploaded (raised for files that would need more than 10,000 parts). */
   partSize: number;
 }
 

@@ -15,6 +15,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { randomUUID } from 'node:crypto';
+import type { S3StorageConfig } from '../config';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -35,17 +36,8 @@ export const S3_MIN_PART_SIZE = 5 * MiB;
 const S3_MAX_PARTS = 10_000;
 const PART_ATTEMPTS = 3;
 
-export interface S3StoreOptions {
-  endpoint?: string;
-  region: string;
-  bucket: string;
-  /** Prepended to every key, so one bucket can hold several deployments. */
-  prefix: string;
-  forcePathStyle: boolean;
-  credentials?: { accessKeyId: string; secretAccessKey: string };
-  /** The smallest part this store uploads (raised for files that would need more than 10,000). */
-  partSize: number;
-  /** A local directory for the one chunk this process is turning into parts right now. */
+export interface S3StoreOptions extends Omit<S3StorageConfig, 'kind'> {
+  /** A local directory for the chunks this process is turning into parts right now. */
   stagingDir: string;
 }
 

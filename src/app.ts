@@ -59,7 +59,7 @@ export interface App {
 
 /** Builds the whole server (database migrated, first admin ensured) without listening yet. */
 export async function createApp(config: Config, log: Logger = createLogger(config.logLevel)): Promise<App> {
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) });
   try {
     const store = await openStore(config);
     const services = createServices(database.orm, store, config, log);

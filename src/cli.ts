@@ -12,7 +12,7 @@ import { openStore } from './storage';
 /** Runs `work` with the database (migrated) and the services, then closes everything. */
 async function withServices<T>(config: Config, work: (services: Services, database: Database) => Promise<T>): Promise<T> {
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) });
   try {
     const store = await openStore(config);
     return await work(createServices(database.orm, store, config, log), database);

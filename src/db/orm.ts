@@ -12,7 +12,8 @@ export interface DatabaseTarget {
   /** A PostgreSQL connection string; unset means the embedded database under dataDir. */
   databaseUrl?: string;
   dataDir: string;
-  debug?: boolean;
+  /** Where MikroORM's own messages (migrations applied, queries in debug) go. */
+  log?: (message: string) => void;
 }
 
 const shared: Partial<Options> = {
@@ -35,7 +36,7 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
         driver: PostgreSqlDriver,
         clientUrl: target.databaseUrl,
         pool: { min: 0, max: 10 },
-        debug: target.debug,
+        ...loggerOptions(target),
       } as Options,
     };
   }
@@ -49,7 +50,7 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
       driver: PGliteDriver,
       dbName: 'postgres',
       driverOptions: { connection: { pglite: () => embedded } satisfies PGliteConnectionConfig },
-      debug: target.debug,
+      ...loggerOptions(target),
     } as Options,
   };
 }
@@ -70,6 +71,10 @@ async function migrate(orm: MikroORM, embedded: boolean): Promise<string[]> {
     await trx.raw('select pg_advisory_xact_lock(?)', [MIGRATION_LOCK_ID]);
     return run();
   });
+}
+
+function loggerOptions(target: DatabaseTarget): Partial<Options> {
+  return target.log ? { logger: target.log, colors: false } : {};
 }
 
 export interface Database {

@@ -6,6 +6,8 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json mikro-orm.config.ts ./
 COPY src ./src
 COPY test ./test
+COPY client ./client
+COPY public ./public
 RUN npm run build && npm prune --omit=dev
 
 # Runtime stage: production dependencies and compiled code only, run as an unprivileged user.
@@ -15,6 +17,7 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/public ./public
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]

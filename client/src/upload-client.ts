@@ -1,0 +1,466 @@
+import { UploadError, abortReason, isAbortError, sleep, throwIfAborted } from './errors.js';
+import {
+  AbortUploadDocument,
+  CompleteUploadDocument,
+  DeleteFileDocument,
+  FileByIdDocument,
+  FilesDocument,
+  LoginDocument,
+  MeDocument,
+  MyUploadsDocument,
+  StartUploadDocument,
+  UploadChunkDocument,
+  UploadStateDocument,
+  type FileInfoFragment,
+  type FilesQuery,
+  type FilesQueryVariables,
+  type MyUploadsQuery,
+  type TypedDocumentString,
+  type UploadStateFragment,
+  type UploadStatus,
+  type UserInfoFragment,
+} from './generated/graphql.js';
+import { blobSource, isChunkSource, type ChunkSource } from './source.js';
+import { MemoryResumeStore, type ResumeStore } from './store.js';
+import { GraphQLTransport, type TransportOptions } from './transport.js';
+
+export type FileInfo = FileInfoFragment;
+export type UploadState = UploadStateFragment;
+export type UserInfo = UserInfoFragment;
+export type FilesPage = FilesQuery['files'];
+export type MyUpload = MyUploadsQuery['myUploads'][number];
+
+/** hash-wasm's IHasher, as far as the SDK uses it (an md5 whose state can be saved). */
+export interface Md5Hasher {
+  init(): unknown;
+  update(data: Uint8Array): unknown;
+  digest(outputType: 'hex'): string;
+  save(): Uint8Array;
+  load(state: Uint8Array): unknown;
+}
+
+/** What differs between the browser and Node builds. */
+export interface Platform {
+  createMD5(): Promise<Md5Hasher>;
+  defaultStore(): ResumeStore;
+  /** Node only: a file on disk as a ChunkSource. */
+  openPath?(path: string): Promise<ChunkSource>;
+}
+
+export interface RetryOptions {
+  /** Attempts after the first, per step, for transient failures. Default 8. */
+  retries?: number;
+  /** Default 500 ms, doubled each attempt (with jitter) up to maxDelayMs. */
+  minDelayMs?: number;
+  /** Default 20 s. */
+  maxDelayMs?: number;
+}
+
+export interface ClientOptions extends TransportOptions {
+  /** Where upload ids are remembered by file fingerprint: localStorage in a browser, memory in Node. */
+  store?: ResumeStore;
+  retry?: RetryOptions;
+}
+
+export type UploadPhase = 'starting' | 'hashing' | 'uploading' | 'completing' | 'done';
+
+export interface UploadProgress {
+  uploadId: string;
+  phase: UploadPhase;
+  totalBytes: number;
+  /** Bytes the server has durably stored (its offset). */
+  bytesUploaded: number;
+  /** Chunk bytes this call sent and the server accepted; less than totalBytes after a resume. */
+  bytesSent: number;
+  /** Bytes fed to the whole-file md5 so far. */
+  bytesHashed: number;
+  /** The server's offset when this call took the upload over (0 for a new upload). */
+  resumedFrom: number;
+}
+
+export interface UploadOptions {
+  /** Bytes per chunk request; default 8 MiB, never more than the server's maxChunkSize. */
+  chunkSize?: number;
+  description?: string;
+  /** Defaults to the File's name, the path's base name, or "blob". */
+  filename?: string;
+  mimeType?: string;
+  /** Aborting pauses the upload: nothing is deleted, and a later call resumes it. */
+  signal?: AbortSignal;
+  onProgress?: (progress: UploadProgress) => void;
+  /** Called before each pause between attempts at a transient failure. */
+  onRetry?: (error: UploadError, attempt: number, delayMs: number) => void;
+  /** Resume this upload id (its size must match); otherwise the id remembered for the file is used. */
+  uploadId?: string;
+  /**
+   * Overrides the file's fingerprint (the key its upload id is remembered under); null turns
+   * resuming off for this call.
+   */
+  fingerprint?: string | null;
+  /** Sends each chunk's md5 so the server refuses a chunk damaged in transit. Default true. */
+  verifyChunks?: boolean;
+}
+
+export interface UploadResult {
+  file: FileInfo;
+  uploadId: string;
+  md5: string;
+  resumedFrom: number;
+  bytesSent: number;
+}
+
+export type UploadInput = Blob | ChunkSource | string;
+
+export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+
+interface ResumeSlot {
+  store: ResumeStore;
+  key: string;
+}
+
+/** Thrown inside a run when the upload must start over as a new one (at most once per call). */
+class StartOver extends Error {}
+
+/**
+ * The upload SDK: start → chunks at the server's offset → complete, with resume, retries and an
+ * incremental md5. Use the platform builds: `UploadClient` from `node.js` or `browser.js`.
+ */
+export class BaseUploadClient {
+  readonly transport: GraphQLTransport;
+  readonly store: ResumeStore;
+  private readonly retry: Required<RetryOptions>;
+  /** Resume keys for sources without a fingerprint (a plain Blob): only this instance knows them. */
+  private readonly anonymous = new WeakMap<object, string>();
+  private readonly anonymousStore = new MemoryResumeStore();
+  /** Resume keys being uploaded right now: one file is not uploaded twice at once. */
+  private readonly active = new Set<string>();
+
+  constructor(
+    options: ClientOptions,
+    private readonly platform: Platform,
+  ) {
+    this.transport = new GraphQLTransport(options);
+    this.store = options.store ?? platform.defaultStore();
+    this.retry = { retries: 8, minDelayMs: 500, maxDelayMs: 20_000, ...options.retry };
+  }
+
+  get token(): string | undefined {
+    return this.transport.token;
+  }
+
+  set token(value: string | undefined) {
+    this.transport.token = value;
+  }
+
+  /** Logs in; the client sends the token from then on. */
+  async login(username: string, password: string): Promise<{ token: string; user: UserInfo }> {
+    const { login } = await this.request(LoginDocument, { username, password });
+    this.transport.token = login.token;
+    return login;
+  }
+
+  /** Any typed operation (from generated/graphql.ts) with this client's token. */
+  request<R, V>(document: TypedDocumentString<R, V>, variables: V, signal?: AbortSignal): Promise<R> {
+    return this.transport.request(document, variables, signal);
+  }
+
+  async me(): Promise<UserInfo | null> {
+    return (await this.request(MeDocument, {})).me ?? null;
+  }
+
+  /** The library, newest first; `uploadedBefore` for the "older than N days" view. */
+  async files(variables: Partial<FilesQueryVariables> = {}): Promise<FilesPage> {
+    return (await this.request(FilesDocument, { first: 20, ...variables })).files;
+  }
+
+  async file(id: string): Promise<FileInfo | null> {
+    return (await this.request(FileByIdDocument, { id })).file ?? null;
+  }
+
+  /** The author or an admin; anyone else gets FORBIDDEN. */
+  async deleteFile(id: string): Promise<boolean> {
+    return (await this.request(DeleteFileDocument, { id })).deleteFile;
+  }
+
+  async myUploads(status?: UploadStatus): Promise<MyUpload[]> {
+    return (await this.request(MyUploadsDocument, { status })).myUploads;
+  }
+
+  async uploadState(id: string, signal?: AbortSignal): Promise<UploadState | null> {
+    return (await this.request(UploadStateDocument, { id }, signal)).upload ?? null;
+  }
+
+  /** Cancels an upload for good (its bytes are deleted) and forgets it. */
+  async abortUpload(id: string): Promise<UploadState> {
+    const { abortUpload } = await this.request(AbortUploadDocument, { uploadId: id });
+    await this.forgetUpload(id);
+    return abortUpload;
+  }
+
+  /** Drops remembered records that point at this upload id. */
+  async forgetUpload(id: string): Promise<void> {
+    for (const store of [this.store, this.anonymousStore]) {
+      for (const [key, record] of await store.entries()) if (record.uploadId === id) await store.remove(key);
+    }
+  }
+
+  /** A File's downloadUrl as a URL a browser or fetch can open. */
+  downloadUrl(file: Pick<FileInfo, 'downloadUrl'>): string {
+    return this.transport.resolve(file.downloadUrl);
+  }
+
+  /**
+   * Uploads a File, Blob, ChunkSource or (Node) a path. Resumes the upload remembered for the
+   * same file, retries transient failures with exponential backoff, and completes with the md5.
+   * Rejects with the signal's reason when aborted; the upload can then be resumed by calling
+   * again with the same file.
+   */
+  async upload(input: UploadInput, options: UploadOptions = {}): Promise<UploadResult> {
+    throwIfAborted(options.signal);
+    const source = await this.openSource(input, options.filename);
+    try {
+      const slot = this.resumeSlot(input, source, options);
+      const lock = slot && `${slot.store === this.store ? 'durable' : 'memory'}|${slot.key}`;
+      if (lock && this.active.has(lock)) throw new UploadError('CLIENT_ERROR', `${source.name} is already being uploaded by this client.`);
+      if (lock) this.active.add(lock);
+      try {
+        const progress: UploadProgress = {
+          uploadId: '',
+          phase: 'starting',
+          totalBytes: source.size,
+          bytesUploaded: 0,
+          bytesSent: 0,
+          bytesHashed: 0,
+          resumedFrom: 0,
+        };
+        try {
+          return await this.run(source, slot, options, progress, false);
+        } catch (err) {
+          if (!(err instanceof StartOver)) throw err;
+          return await this.run(source, slot, options, progress, true);
+        }
+      } finally {
+        if (lock) this.active.delete(lock);
+      }
+    } finally {
+      // Only what the SDK opened itself (a path) is closed here.
+      if (typeof input === 'string') await source.close?.();
+    }
+  }
+
+  private async openSource(input: UploadInput, filename?: string): Promise<ChunkSource> {
+    if (typeof input === 'string') {
+      if (!this.platform.openPath) throw new UploadError('CLIENT_ERROR', 'Uploading a path needs the Node build of the SDK.');
+      const source = await this.platform.openPath(input);
+      return filename ? { ...source, name: filename, read: source.read.bind(source), close: source.close?.bind(source) } : source;
+    }
+    if (isChunkSource(input)) return filename ? { ...input, name: filename, read: input.read.bind(input) } : input;
+    return blobSource(input, filename);
+  }
+
+  private resumeSlot(input: UploadInput, source: ChunkSource, options: UploadOptions): ResumeSlot | undefined {
+    if (options.fingerprint === null) return undefined;
+    const fingerprint = options.fingerprint ?? source.fingerprint;
+    // localStorage and a JSON file are per origin or per user, but one store may serve several servers.
+    if (fingerprint) return { store: this.store, key: `${this.transport.baseUrl}|${fingerprint}` };
+    if (typeof input !== 'object') return undefined;
+    let key = this.anonymous.get(input);
+    if (!key) {
+      key = `anonymous:${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+      this.anonymous.set(input, key);
+    }
+    return { store: this.anonymousStore, key };
+  }
+
+  private async run(source: ChunkSource, slot: ResumeSlot | undefined, options: UploadOptions, progress: UploadProgress, fresh: boolean): Promise<UploadResult> {
+    const { signal } = options;
+    const size = source.size;
+    const report = (patch: Partial<UploadProgress>) => {
+      Object.assign(progress, patch);
+      options.onProgress?.({ ...progress });
+    };
+
+    let upload = fresh ? undefined : await this.findResumable(source, slot, options);
+    if (!upload) {
+      upload = (
+        await this.withRetry(
+          () =>
+            this.request(
+              StartUploadDocument,
+              { input: { filename: source.name, totalSize: size, description: options.description, mimeType: options.mimeType ?? source.type } },
+              signal,
+            ),
+          options,
+        )
+      ).startUpload;
+      await slot?.store.set(slot.key, { uploadId: upload.id, name: source.name, size, startedAt: Date.now() });
+    }
+    const uploadId = upload.id;
+    const resumedFrom = upload.offset;
+    report({ uploadId, resumedFrom, bytesUploaded: upload.offset, bytesHashed: 0, phase: 'uploading' });
+
+    const chunkSize = Math.max(1, Math.min(Math.floor(options.chunkSize ?? DEFAULT_CHUNK_SIZE), upload.maxChunkSize));
+    const hasher = await this.platform.createMD5();
+    hasher.init();
+    const chunkHasher = options.verifyChunks === false ? undefined : await this.platform.createMD5();
+    /** Bytes [0, hashed) of the file are in `hasher`, in order. */
+    let hashed = 0;
+    /** The server holds bytes this call did not send (a resume, or another writer): the md5 may disagree. */
+    let foreignBytes = resumedFrom > 0;
+
+    // The md5 covers the whole file, but after a resume the server already holds [0, offset):
+    // those bytes are read once more here to bring the md5 up to date. This is the only place a
+    // byte is read twice; a run without a resume reads each byte once, for both the md5 and the chunk.
+    const catchUp = async (target: number) => {
+      while (hashed < target) {
+        throwIfAborted(signal);
+        const end = Math.min(hashed + chunkSize, target);
+        hasher.update(await source.read(hashed, end));
+        hashed = end;
+        report({ phase: 'hashing', bytesHashed: hashed });
+      }
+    };
+
+    let offset = upload.offset;
+    let failures = 0;
+    let mismatches = 0;
+    let completions = 0;
+    for (;;) {
+      while (offset < size) {
+        throwIfAborted(signal);
+        await catchUp(offset);
+        const end = Math.min(offset + chunkSize, size);
+        const bytes = await source.read(offset, end);
+        if (bytes.length !== end - offset) {
+          throw new UploadError('CLIENT_ERROR', `${source.name} changed while uploading: expected ${end - offset} bytes at ${offset}, read ${bytes.length}.`);
+        }
+        // A resent chunk (after a failure or an OFFSET_MISMATCH that moved back) is already in the md5.
+        if (hashed < end) {
+          hasher.update(hashed === offset ? bytes : bytes.subarray(hashed - offset));
+          hashed = end;
+        }
+        let chunkMd5: string | null = null;
+        if (chunkHasher) {
+          chunkHasher.init();
+          chunkHasher.update(bytes);
+          chunkMd5 = chunkHasher.digest('hex');
+        }
+        report({ phase: 'uploading', bytesHashed: hashed });
+        try {
+          const { uploadChunk } = await this.transport.requestWithFile(
+            UploadChunkDocument,
+            { uploadId, offset, chunk: null, chunkMd5 },
+            'chunk',
+            new Blob([bytes as Uint8Array<ArrayBuffer>]),
+            signal,
+          );
+          offset = uploadChunk.offset;
+          failures = 0;
+          mismatches = 0;
+          report({ bytesSent: progress.bytesSent + bytes.length, bytesUploaded: offset });
+        } catch (err) {
+          if (signal?.aborted) throw abortReason(signal);
+          if (isAbortError(err) || !(err instanceof UploadError)) throw err;
+          if (err.code === 'OFFSET_MISMATCH' && typeof err.extensions.expectedOffset === 'number') {
+            // The server stored more (a lost response) or less (a lost chunk) than we thought.
+            if (++mismatches > 10) throw err;
+            if (err.extensions.expectedOffset > offset) foreignBytes = true;
+            offset = err.extensions.expectedOffset;
+            report({ bytesUploaded: offset });
+            continue;
+          }
+          if (err.transient || err.code === 'CHECKSUM_MISMATCH') {
+            await this.pause(failures++, err, options);
+            // The chunk may have been stored before the failure: ask the server where to go on.
+            const state = await this.withRetry(() => this.uploadState(uploadId, signal), options);
+            if (!state) throw await this.startOver(uploadId, slot, fresh, err);
+            offset = state.offset;
+            report({ bytesUploaded: offset });
+            continue;
+          }
+          if (err.code === 'UPLOAD_EXPIRED' || err.code === 'NOT_FOUND') throw await this.startOver(uploadId, slot, fresh, err);
+          throw err;
+        }
+      }
+
+      await catchUp(size);
+      const state = hasher.save();
+      const md5 = hasher.digest('hex');
+      report({ phase: 'completing', bytesHashed: size });
+      try {
+        const { completeUpload: file } = await this.withRetry(
+          () => this.request(CompleteUploadDocument, { uploadId, md5, description: options.description }, signal),
+          options,
+        );
+        await slot?.store.remove(slot.key);
+        report({ phase: 'done', bytesUploaded: size });
+        return { file, uploadId, md5, resumedFrom, bytesSent: progress.bytesSent };
+      } catch (err) {
+        if (!(err instanceof UploadError)) throw err;
+        if (err.code === 'UPLOAD_INCOMPLETE' && typeof err.extensions.offset === 'number' && ++completions <= 3) {
+          hasher.load(state);
+          offset = err.extensions.offset;
+          continue;
+        }
+        // Bytes we did not send differ from the file: that upload was another file's (or another
+        // version's) with the same fingerprint. Start a new one rather than fail.
+        if (err.code === 'CHECKSUM_MISMATCH' && foreignBytes) throw await this.startOver(uploadId, slot, fresh, err);
+        if (err.code === 'UPLOAD_EXPIRED' || err.code === 'NOT_FOUND') throw await this.startOver(uploadId, slot, fresh, err);
+        throw err;
+      }
+    }
+  }
+
+  /** Forgets (and aborts) an upload that cannot be finished; a StartOver once, the error after that. */
+  private async startOver(uploadId: string, slot: ResumeSlot | undefined, fresh: boolean, err: UploadError): Promise<Error> {
+    if (slot) await slot.store.remove(slot.key);
+    if (fresh) return err;
+    try {
+      await this.request(AbortUploadDocument, { uploadId });
+    } catch {
+      // Already gone or expired: cleanup removes it either way.
+    }
+    return new StartOver(err.message);
+  }
+
+  /** The remembered (or given) upload for this file, if the server still takes chunks for it. */
+  private async findResumable(source: ChunkSource, slot: ResumeSlot | undefined, options: UploadOptions): Promise<UploadState | undefined> {
+    const id = options.uploadId ?? (await slot?.store.get(slot.key))?.uploadId;
+    if (!id) return undefined;
+    let state: UploadState | null;
+    try {
+      state = await this.withRetry(() => this.uploadState(id, options.signal), options);
+    } catch (err) {
+      if (!(err instanceof UploadError) || (err.code !== 'NOT_FOUND' && err.code !== 'BAD_USER_INPUT')) throw err;
+      state = null;
+    }
+    // COMPLETE: it finished but the answer was lost; completing again (idempotent) returns the File.
+    if (state && state.totalSize === source.size && (state.status === 'UPLOADING' || state.status === 'COMPLETE')) {
+      if (slot && options.uploadId) await slot.store.set(slot.key, { uploadId: id, name: source.name, size: source.size, startedAt: Date.now() });
+      return state;
+    }
+    if (slot) await slot.store.remove(slot.key);
+    return undefined;
+  }
+
+  private async withRetry<T>(step: () => Promise<T>, options: UploadOptions): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await step();
+      } catch (err) {
+        if (options.signal?.aborted) throw abortReason(options.signal);
+        if (!(err instanceof UploadError) || !err.transient) throw err;
+        await this.pause(attempt, err, options);
+      }
+    }
+  }
+
+  /** Exponential backoff with jitter; gives up (rethrows) after `retries` attempts. */
+  private async pause(attempt: number, err: UploadError, options: UploadOptions): Promise<void> {
+    if (attempt >= this.retry.retries) throw err;
+    const ceiling = Math.min(this.retry.maxDelayMs, this.retry.minDelayMs * 2 ** attempt);
+    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    options.onRetry?.(err, attempt + 1, delay);
+    await sleep(delay, options.signal);
+  }
+}

@@ -1,0 +1,486 @@
+/**
+ * The browser page (public/index.html): log in, upload with pause/resume (also across a
+ * reload), list, download and delete files. Plain DOM code on top of the SDK; every text from
+ * the server goes through textContent, never innerHTML.
+ */
+import { UploadClient, UploadError, isAbortError, type FileInfo, type MyUpload, type UploadProgress, type UserInfo } from '../src/browser.js';
+
+const TOKEN_KEY = 'chunked-upload-token';
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** downloadUrl links live DOWNLOAD_LINK_TTL (15 min by default): older ones are fetched anew on click. */
+const LINK_MAX_AGE_MS = 10 * 60 * 1000;
+const MAX_PARALLEL_UPLOADS = 2;
+
+const params = new URLSearchParams(location.search);
+/** `?chunkSize=262144` overrides the SDK's default (8 MiB, capped by the server). */
+const chunkSize = Number(params.get('chunkSize')) || undefined;
+
+// Same origin: the server serves this page. The token lives for the tab (survives reloads).
+const client = new UploadClient({ url: '', token: sessionStorage.getItem(TOKEN_KEY) ?? undefined });
+let me: UserInfo | null = null;
+
+function el<T extends HTMLElement = HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`#${id} is missing from the page`);
+  return found as T;
+}
+
+function make<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> = {}, ...children: (Node | string)[]) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof UploadError) {
+    switch (err.code) {
+      case 'UNAUTHENTICATED':
+        return 'Your session has ended: log in again.';
+      case 'FORBIDDEN':
+        return 'Not allowed: only the author or an admin can do that.';
+      case 'RATE_LIMITED':
+        return `Too many failed logins: try again in ${Number(err.extensions.retryAfter ?? 60)} s.`;
+      case 'NETWORK_ERROR':
+        return 'The server cannot be reached.';
+      default:
+        return err.message;
+    }
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+let toastTimer: ReturnType<typeof setTimeout> | undefined;
+function toast(message: string): void {
+  const node = el('toast');
+  node.textContent = message;
+  node.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (node.hidden = true), 4000);
+}
+
+/** Any call that finds the session gone sends the user back to the login form. */
+function handleAuthError(err: unknown): boolean {
+  if (err instanceof UploadError && err.code === 'UNAUTHENTICATED') {
+    logout('Your session has ended: log in again.');
+    return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------- session
+
+async function boot(): Promise<void> {
+  if (client.token) {
+    try {
+      me = await client.me();
+    } catch (err) {
+      if (!(err instanceof UploadError && err.code === 'UNAUTHENTICATED')) toast(describeError(err));
+      me = null;
+    }
+  }
+  el('booting').hidden = true;
+  if (me) showApp();
+  else showLogin();
+}
+
+function showLogin(message = ''): void {
+  el('app-view').hidden = true;
+  el('session').hidden = true;
+  el('login-view').hidden = false;
+  el('login-error').textContent = message;
+  el<HTMLInputElement>('username').focus();
+}
+
+function showApp(): void {
+  el('login-view').hidden = true;
+  el('app-view').hidden = false;
+  el('session').hidden = false;
+  el('whoami').textContent = `${me!.username}${me!.isAdmin ? ' (admin)' : ''}`;
+  void refreshInterrupted();
+  void loadFiles(true);
+}
+
+function logout(message = ''): void {
+  for (const row of rows) row.controller?.abort(new DOMException('Logged out', 'AbortError'));
+  sessionStorage.removeItem(TOKEN_KEY);
+  client.token = undefined;
+  me = null;
+  showLogin(message);
+}
+
+el<HTMLFormElement>('login-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const button = el<HTMLButtonElement>('login-button');
+  button.disabled = true;
+  el('login-error').textContent = '';
+  try {
+    const { token, user } = await client.login(el<HTMLInputElement>('username').value, el<HTMLInputElement>('password').value);
+    sessionStorage.setItem(TOKEN_KEY, token);
+    me = user;
+    el<HTMLInputElement>('password').value = '';
+    showApp();
+  } catch (err) {
+    el('login-error').textContent =
+      err instanceof UploadError && err.code === 'UNAUTHENTICATED' ? 'Wrong username or password.' : describeError(err);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+el('logout').addEventListener('click', () => logout());
+
+// ---------------------------------------------------------------- uploads
+
+type RowState = 'queued' | 'uploading' | 'paused' | 'done' | 'error';
+
+interface UploadRow {
+  file: File;
+  state: RowState;
+  controller?: AbortController;
+  uploadId?: string;
+  description: string;
+  node: HTMLLIElement;
+  progress: HTMLProgressElement;
+  status: HTMLElement;
+  pauseButton: HTMLButtonElement;
+  cancelButton: HTMLButtonElement;
+}
+
+const rows: UploadRow[] = [];
+/** The server's UPLOADING uploads not running on this page: offered for resuming. */
+let interrupted: MyUpload[] = [];
+
+function sameFile(a: File, b: File): boolean {
+  return a.name === b.name && a.size === b.size && a.lastModified === b.lastModified;
+}
+
+function addFiles(files: Iterable<File>): void {
+  for (const file of files) {
+    const existing = rows.find((row) => sameFile(row.file, file) && row.state !== 'done');
+    if (existing) {
+      // The same file again: resume it if it was paused or failed.
+      if (existing.state === 'paused' || existing.state === 'error') enqueue(existing);
+      continue;
+    }
+    const row = createRow(file, el<HTMLInputElement>('description').value.trim());
+    rows.push(row);
+    el('upload-list').prepend(row.node);
+    enqueue(row);
+  }
+}
+
+function createRow(file: File, description: string): UploadRow {
+  const progress = make('progress', { max: Math.max(file.size, 1), value: 0 });
+  const status = make('span', { className: 'status', textContent: 'Waiting…' });
+  const pauseButton = make('button', { type: 'button', className: 'pause', textContent: 'Pause' });
+  const cancelButton = make('button', { type: 'button', className: 'cancel danger', textContent: 'Cancel' });
+  const node = make(
+    'li',
+    { className: 'upload' },
+    make('span', { className: 'name', textContent: file.name, title: file.name }),
+    make('span', { className: 'actions' }, pauseButton, cancelButton),
+    progress,
+    status,
+  );
+  node.dataset.name = file.name;
+  const row: UploadRow = { file, state: 'queued', description, node, progress, status, pauseButton, cancelButton };
+  pauseButton.addEventListener('click', () => {
+    if (row.state === 'uploading' || row.state === 'queued') pause(row);
+    else if (row.state === 'paused' || row.state === 'error') enqueue(row);
+  });
+  cancelButton.addEventListener('click', () => void cancel(row));
+  return row;
+}
+
+function setState(row: UploadRow, state: RowState, message?: string): void {
+  row.state = state;
+  row.node.dataset.state = state;
+  row.pauseButton.textContent = state === 'paused' || state === 'error' ? 'Resume' : 'Pause';
+  row.pauseButton.hidden = state === 'done';
+  row.cancelButton.hidden = state === 'done';
+  if (message !== undefined) row.status.textContent = message;
+}
+
+function enqueue(row: UploadRow): void {
+  setState(row, 'queued', 'Waiting…');
+  pump();
+}
+
+function pump(): void {
+  let running = rows.filter((row) => row.state === 'uploading').length;
+  for (const row of rows) {
+    if (running >= MAX_PARALLEL_UPLOADS) break;
+    if (row.state !== 'queued') continue;
+    running++;
+    void run(row);
+  }
+}
+
+function pause(row: UploadRow): void {
+  if (row.state === 'queued') setState(row, 'paused', 'Paused.');
+  // The SDK rejects with this reason; nothing on the server is deleted, so Resume continues.
+  row.controller?.abort(new DOMException('Paused', 'AbortError'));
+}
+
+async function cancel(row: UploadRow): Promise<void> {
+  row.controller?.abort(new DOMException('Cancelled', 'AbortError'));
+  rows.splice(rows.indexOf(row), 1);
+  row.node.remove();
+  if (row.uploadId) {
+    try {
+      await client.abortUpload(row.uploadId);
+    } catch {
+      // Already finished or gone: nothing left to cancel.
+    }
+  }
+  pump();
+}
+
+async function run(row: UploadRow): Promise<void> {
+  const controller = new AbortController();
+  row.controller = controller;
+  setState(row, 'uploading', 'Starting…');
+  try {
+    const result = await client.upload(row.file, {
+      chunkSize,
+      description: row.description || undefined,
+      signal: controller.signal,
+      uploadId: await guessInterruptedUpload(row.file),
+      onProgress: (p) => showProgress(row, p),
+      onRetry: (err, attempt, delay) => {
+        row.status.textContent = `${describeError(err)} Retrying in ${Math.ceil(delay / 1000)} s (attempt ${attempt})…`;
+      },
+    });
+    row.progress.value = row.progress.max;
+    setState(row, 'done', `Uploaded as ${result.file.name} · md5 ${result.md5}`);
+    row.node.dataset.fileId = result.file.id;
+    void loadFiles(true);
+  } catch (err) {
+    if (isAbortError(err) || controller.signal.aborted) {
+      if (rows.includes(row)) setState(row, 'paused', `Paused at ${formatBytes(Number(row.progress.value))}. Resume continues from there.`);
+    } else if (!handleAuthError(err)) {
+      setState(row, 'error', describeError(err));
+    }
+  } finally {
+    if (row.controller === controller) row.controller = undefined;
+    void refreshInterrupted();
+    pump();
+  }
+}
+
+/**
+ * This browser remembers its uploads (localStorage, by name, size and lastModified). When it
+ * has no record of this file but the server has an interrupted upload of the same name and
+ * size (another browser, cleared storage), resume that one: the md5 at completion makes a
+ * wrong guess harmless, since the SDK then starts a new upload.
+ */
+async function guessInterruptedUpload(file: File): Promise<string | undefined> {
+  const remembered = (await client.store.entries()).some(([, record]) => record.name === file.name && record.size === file.size);
+  if (remembered) return undefined;
+  const busy = new Set(rows.map((row) => row.uploadId));
+  return interrupted.find((upload) => upload.filename === file.name && upload.totalSize === file.size && !busy.has(upload.id))?.id;
+}
+
+function showProgress(row: UploadRow, p: UploadProgress): void {
+  row.uploadId = p.uploadId;
+  row.node.dataset.uploadId = p.uploadId;
+  row.node.dataset.offset = String(p.bytesUploaded);
+  row.node.dataset.resumedFrom = String(p.resumedFrom);
+  const percent = p.totalBytes === 0 ? 100 : Math.floor((p.bytesUploaded / p.totalBytes) * 100);
+  const resumed = p.resumedFrom > 0 ? ` · resumed at ${formatBytes(p.resumedFrom)}` : '';
+  switch (p.phase) {
+    case 'hashing':
+      row.progress.value = p.bytesHashed;
+      row.status.textContent = `Checking ${formatBytes(p.bytesHashed)} of ${formatBytes(p.resumedFrom)} already on the server…`;
+      break;
+    case 'completing':
+      row.progress.value = p.totalBytes;
+      row.status.textContent = 'Verifying…';
+      break;
+    default:
+      row.progress.value = p.bytesUploaded;
+      row.status.textContent = `${formatBytes(p.bytesUploaded)} of ${formatBytes(p.totalBytes)} · ${percent}%${resumed}`;
+  }
+  if (interrupted.some((u) => u.id === p.uploadId)) void refreshInterrupted();
+}
+
+async function refreshInterrupted(): Promise<void> {
+  if (!me) return;
+  try {
+    // Uploads with a row on this page (running, paused or failed) have their own Resume button.
+    const busy = new Set(rows.map((row) => row.uploadId));
+    interrupted = (await client.myUploads('UPLOADING')).filter((upload) => !busy.has(upload.id));
+  } catch (err) {
+    if (!handleAuthError(err)) toast(describeError(err));
+    return;
+  }
+  const list = el('interrupted-list');
+  list.replaceChildren(
+    ...interrupted.map((upload) => {
+      const discard = make('button', { type: 'button', className: 'danger', textContent: 'Discard' });
+      discard.addEventListener('click', async () => {
+        discard.disabled = true;
+        try {
+          await client.abortUpload(upload.id);
+        } catch (err) {
+          toast(describeError(err));
+        }
+        void refreshInterrupted();
+      });
+      const percent = upload.totalSize === 0 ? 0 : Math.floor((upload.offset / upload.totalSize) * 100);
+      const node = make(
+        'li',
+        { className: 'upload' },
+        make('span', { className: 'name', textContent: upload.filename, title: upload.filename }),
+        make('span', { className: 'actions' }, discard),
+        make('progress', { max: Math.max(upload.totalSize, 1), value: upload.offset }),
+        make('span', {
+          className: 'status',
+          textContent: `${formatBytes(upload.offset)} of ${formatBytes(upload.totalSize)} · ${percent}% · kept until ${new Date(upload.expiresAt).toLocaleString()}`,
+        }),
+      );
+      node.dataset.uploadId = upload.id;
+      return node;
+    }),
+  );
+  el('interrupted').hidden = interrupted.length === 0;
+}
+
+const dropZone = el('drop-zone');
+el<HTMLInputElement>('file-input').addEventListener('change', (event) => {
+  const input = event.target as HTMLInputElement;
+  if (input.files) addFiles([...input.files]);
+  input.value = '';
+});
+dropZone.addEventListener('dragover', (event) => {
+  event.preventDefault();
+  dropZone.classList.add('over');
+});
+dropZone.addEventListener('dragleave', () => dropZone.classList.remove('over'));
+dropZone.addEventListener('drop', (event) => {
+  event.preventDefault();
+  dropZone.classList.remove('over');
+  if (event.dataTransfer?.files.length) addFiles([...event.dataTransfer.files]);
+});
+// A file dropped next to the zone would otherwise replace the page (and stop the uploads).
+window.addEventListener('dragover', (event) => event.preventDefault());
+window.addEventListener('drop', (event) => event.preventDefault());
+
+// ---------------------------------------------------------------- library
+
+let view: 'all' | 'old' = 'all';
+let search = '';
+let endCursor: string | null | undefined;
+let loadSeq = 0;
+
+async function loadFiles(reset: boolean): Promise<void> {
+  if (!me) return;
+  const seq = ++loadSeq;
+  try {
+    const page = await client.files({
+      first: 20,
+      after: reset ? undefined : endCursor,
+      uploadedBefore: view === 'old' ? new Date(Date.now() - 30 * DAY_MS).toISOString() : undefined,
+      search: search || undefined,
+    });
+    if (seq !== loadSeq) return; // a newer view or search has been asked for meanwhile
+    const loadedAt = Date.now();
+    const body = el('files-body');
+    const fileRows = page.edges.map((edge) => fileRow(edge.node, loadedAt));
+    if (reset) body.replaceChildren(...fileRows);
+    else body.append(...fileRows);
+    endCursor = page.pageInfo.endCursor;
+    el('load-more').hidden = !page.pageInfo.hasNextPage;
+    el('files-empty').hidden = body.children.length > 0;
+    el('files-empty').textContent = search
+      ? 'No file names match the search.'
+      : view === 'old'
+        ? 'No files older than 30 days.'
+        : 'No files here yet.';
+    el('files-count').textContent = `${body.children.length} of ${page.totalCount} file${page.totalCount === 1 ? '' : 's'}`;
+  } catch (err) {
+    if (!handleAuthError(err)) toast(describeError(err));
+  }
+}
+
+function fileRow(file: FileInfo, loadedAt: number): HTMLTableRowElement {
+  const link = make('a', { href: client.downloadUrl(file), textContent: file.name, className: 'download', title: `md5 ${file.md5}` });
+  link.download = file.name;
+  link.addEventListener('click', async (event) => {
+    if (Date.now() - loadedAt < LINK_MAX_AGE_MS) return;
+    // The signed link has (nearly) expired: fetch a fresh one, then follow it.
+    event.preventDefault();
+    try {
+      const fresh = await client.file(file.id);
+      if (!fresh) throw new Error('This file has been deleted.');
+      link.href = client.downloadUrl(fresh);
+      loadedAt = Date.now();
+      link.click();
+    } catch (err) {
+      if (!handleAuthError(err)) toast(describeError(err));
+    }
+  });
+  const actions = make('td');
+  if (me && (me.isAdmin || file.author?.id === me.id)) {
+    const del = make('button', { type: 'button', className: 'delete danger', textContent: 'Delete' });
+    del.addEventListener('click', async () => {
+      if (!confirm(`Delete ${file.name}?`)) return;
+      del.disabled = true;
+      try {
+        await client.deleteFile(file.id);
+        tr.remove();
+        toast(`${file.name} deleted.`);
+        void loadFiles(true);
+      } catch (err) {
+        del.disabled = false;
+        if (!handleAuthError(err)) toast(describeError(err));
+      }
+    });
+    actions.append(del);
+  }
+  const tr = make(
+    'tr',
+    {},
+    make('td', { className: 'name' }, link),
+    make('td', { className: 'num', textContent: formatBytes(file.size), title: `${file.size} bytes` }),
+    make('td', { textContent: new Date(file.uploadedAt).toLocaleString() }),
+    make('td', { textContent: file.author?.username ?? '—' }),
+    make('td', { className: 'description', textContent: file.description }),
+    actions,
+  );
+  tr.dataset.fileId = file.id;
+  tr.dataset.name = file.name;
+  return tr;
+}
+
+function selectView(next: 'all' | 'old'): void {
+  view = next;
+  el('view-all').setAttribute('aria-selected', String(next === 'all'));
+  el('view-old').setAttribute('aria-selected', String(next === 'old'));
+  void loadFiles(true);
+}
+
+el('view-all').addEventListener('click', () => selectView('all'));
+el('view-old').addEventListener('click', () => selectView('old'));
+el('load-more').addEventListener('click', () => void loadFiles(false));
+let searchTimer: ReturnType<typeof setTimeout> | undefined;
+el<HTMLInputElement>('search').addEventListener('input', (event) => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    search = (event.target as HTMLInputElement).value.trim();
+    void loadFiles(true);
+  }, 250);
+});
+
+void boot();

@@ -17,6 +17,7 @@ import { openDatabase, type Database } from './db/orm';
 import { buildContext, type RequestContext } from './graphql/context';
 import { drainUnreadUploads } from './graphql/drain-uploads.plugin';
 import { InFlightOperations } from './graphql/in-flight.plugin';
+import { requireAuthentication } from './graphql/require-auth.plugin';
 import { createFormatError } from './graphql/format-error';
 import { buildAppSchema, buildSubgraphAppSchema } from './graphql/schema';
 import { downloadRouter } from './http/download.route';
@@ -92,6 +93,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       validationRules: armor.validationRules,
       plugins: [
         ...armor.plugins,
+        requireAuthentication,
         drainUnreadUploads,
         inFlight.plugin,
         ApolloServerPluginDrainHttpServer({ httpServer: server }),
@@ -131,8 +133,9 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     expressApp.use(
       '/graphql',
       requireMultipartPreflight,
-      // One file per request; one byte over MAX_CHUNK_SIZE tells the service the chunk was too big.
-      graphqlUploadExpress({ maxFileSize: config.maxChunkSize + 1, maxFiles: 1 }),
+      // One file per request. No size limit here: the upload service refuses an oversized chunk
+      // in API.md's order of precedence, and reads it to its end before answering.
+      graphqlUploadExpress({ maxFiles: 1 }),
       express.json({ limit: '1mb' }),
       expressMiddleware(apollo, { context: async ({ req }) => buildContext(services, req) }),
     );

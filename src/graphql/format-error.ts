@@ -21,7 +21,7 @@ const REQUEST_ERROR_CODES = new Set([
  */
 export function createFormatError(log: Logger) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
-    const original = unwrapResolverError(error);
+    const original = domainError(error) ?? unwrapResolverError(error);
     if (original instanceof AppError) {
       return { message: original.message, path: formatted.path, locations: formatted.locations, extensions: { ...original.extensions, code: original.code } };
     }
@@ -32,4 +32,13 @@ export function createFormatError(log: Logger) {
     log.error({ err: original, path: formatted.path }, 'unexpected error in a GraphQL request');
     return { message: 'Internal server error. It has been logged.', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
   };
+}
+
+/** The AppError behind a GraphQL error, however deeply Apollo or graphql-js wrapped it. */
+function domainError(error: unknown): AppError | undefined {
+  for (let current = error, depth = 0; current && depth < 5; depth++) {
+    if (current instanceof AppError) return current;
+    current = (current as { originalError?: unknown }).originalError;
+  }
+  return undefined;
 }

@@ -119,6 +119,8 @@ export class UploadService {
     try {
       const offset = requireByteCount(input.offset, 'offset');
       const expectedChunkMd5 = input.chunkMd5 == null ? undefined : parseMd5(input.chunkMd5, 'chunkMd5');
+      // An empty chunk is bad input, which outranks every refusal that needs the database.
+      if (await endsBeforeFirstByte(body)) throw Errors.badInput('The chunk is empty: send at least one byte.');
       if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
 
       leaseToken = randomUUID();
@@ -315,10 +317,25 @@ async function openChunk(chunk: IncomingChunk): Promise<Readable> {
     const file = await chunk.file;
     return file.createReadStream();
   } catch (err) {
-    const status = (err as { status?: number }).status;
-    if (status === 413) throw Errors.payloadTooLarge('The chunk is larger than MAX_CHUNK_SIZE: send smaller chunks.');
     throw Errors.badInput(`The chunk could not be read: ${(err as Error).message}`);
   }
+}
+
+/** Waits for the body's first byte (false) or its end (true) without consuming anything. */
+function endsBeforeFirstByte(body: Readable): Promise<boolean> {
+  if (body.readableLength > 0) return Promise.resolve(false);
+  if (body.readableEnded) return Promise.resolve(true);
+  return new Promise((resolve, reject) => {
+    const settle = (result: boolean | Error) => {
+      body.off('readable', onReadable).off('error', settle).off('close', onClose);
+      if (result instanceof Error) reject(result);
+      else resolve(result);
+    };
+    // 'readable' with nothing buffered means the end has been reached.
+    const onReadable = () => settle(body.readableLength === 0);
+    const onClose = () => settle(Errors.badInput('The chunk was cut off before its first byte.'));
+    body.on('readable', onReadable).once('error', settle).once('close', onClose);
+  });
 }
 
 interface ChunkRules {
@@ -353,8 +370,6 @@ async function* inspectChunk(body: Readable, idle: IdleTimer, rules: ChunkRules)
     chunkHasher?.update(buffer);
     yield buffer;
   }
-  if ((body as { truncated?: boolean }).truncated) throw Errors.payloadTooLarge('The chunk is larger than MAX_CHUNK_SIZE: send smaller chunks.');
-  if (seen === 0) throw Errors.badInput('The chunk is empty: send at least one byte.');
   if (chunkHasher) {
     const actual = chunkHasher.digest('hex');
     if (actual !== rules.expectedChunkMd5) {

@@ -215,12 +215,16 @@ export class UploadService {
    */
   private async claim(uploadId: string, ownerId: string, token: string, offset?: number): Promise<UploadRow | undefined> {
     const rows = await this.orm.em.getConnection().execute<UploadRow[]>(
-      `update chunked_uploads
+      // A lease need not survive a crash (it would only expire), so its commit skips the WAL
+      // flush: set_config(..., true) applies to this statement's own transaction.
+      `with no_flush as (select set_config('synchronous_commit', 'off', true))
+       update chunked_uploads
           set lock_token = ?, lock_expires_at = now() + make_interval(secs => ?)
+         from no_flush
         where id = ? and owner_id = ? and status = 'UPLOADING' and expires_at > now()
           and (lock_token is null or lock_expires_at <= now())
           ${offset === undefined ? '' : 'and "offset" = ?'}
-        returning *`,
+        returning chunked_uploads.*`,
       [token, this.config.uploadLockTtlSeconds, uploadId, ownerId, ...(offset === undefined ? [] : [offset])],
     );
     return rows[0];

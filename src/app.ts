@@ -76,7 +76,9 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     const armor = new ApolloArmor({
       maxDepth: { n: 10 },
       maxAliases: { n: 15 },
-      maxTokens: { n: 2000 },
+      // Counted by graphql-js's parser instead (parseOptions below): armor's token check re-parses
+      // in a hook where a syntax error becomes an HTTP 500.
+      maxTokens: { enabled: false },
       maxDirectives: { n: 20 },
       costLimit: { maxCost: 5000 },
       blockFieldSuggestion: { enabled: config.env === 'production' },
@@ -89,6 +91,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       introspection: config.introspection,
       csrfPrevention: true,
       allowBatchedHttpRequests: false,
+      parseOptions: { maxTokens: 2000 },
       stopOnTerminationSignals: false,
       validationRules: armor.validationRules,
       plugins: [
@@ -128,8 +131,12 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       }
     });
     expressApp.use(downloadRouter(services, log));
-    // The browser client (public/): log in, upload with resume, list, download.
-    expressApp.use(express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }));
+    // The browser client (public/): log in, upload with resume, list, download. It holds a
+    // token, so it gets a strict CSP (hash-wasm needs WebAssembly compilation).
+    expressApp.use(
+      helmet.contentSecurityPolicy({ directives: { 'script-src': ["'self'", "'wasm-unsafe-eval'"] } }),
+      express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }),
+    );
     expressApp.use(
       '/graphql',
       requireMultipartPreflight,

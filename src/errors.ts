@@ -14,7 +14,10 @@ export type ErrorCode =
   | 'CHECKSUM_MISMATCH'
   | 'UPLOAD_EXPIRED'
   | 'UPLOAD_NOT_ACTIVE'
-  | 'RATE_LIMITED';
+  | 'RATE_LIMITED'
+  // Beyond API.md: server-side conditions a client can only wait out.
+  | 'STORAGE_UNAVAILABLE'
+  | 'SERVICE_UNAVAILABLE';
 
 export class AppError extends Error {
   constructor(

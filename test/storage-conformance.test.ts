@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../src/config';
 import { openStore } from '../src/storage';
@@ -21,13 +21,21 @@ async function readAll(stream: Readable): Promise<Buffer> {
 
 const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 
-async function* chunksOf(bytes: Buffer, piece = 64 * 1024): AsyncGenerator<Buffer> {
-  for (let i = 0; i < bytes.length; i += piece) yield bytes.subarray(i, i + piece);
+function chunksOf(bytes: Buffer, piece = 64 * 1024): Readable {
+  return Readable.from(
+    (function* () {
+      for (let i = 0; i < bytes.length; i += piece) yield bytes.subarray(i, i + piece);
+    })(),
+  );
 }
 
-async function* failingAfter(bytes: Buffer, failAt: number): AsyncGenerator<Buffer> {
-  yield bytes.subarray(0, failAt);
-  throw new Error('client went away');
+function failingAfter(bytes: Buffer, failAt: number): Readable {
+  return Readable.from(
+    (async function* () {
+      yield bytes.subarray(0, failAt);
+      throw new Error('client went away');
+    })(),
+  );
 }
 
 /** Writes `bytes` in chunks of the given sizes, committing each returned state as the service does. */

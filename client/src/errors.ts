@@ -18,14 +18,17 @@ export class UploadError extends Error {
 
   /**
    * Worth retrying unchanged after a pause: the network failed, the server failed (5xx or a
-   * masked INTERNAL_SERVER_ERROR), or another request holds the upload's lease.
+   * masked INTERNAL_SERVER_ERROR), its database or storage is unavailable for now, or another
+   * request holds the upload's lease.
    */
   get transient(): boolean {
-    if (this.code === 'NETWORK_ERROR' || this.code === 'UPLOAD_LOCKED' || this.code === 'INTERNAL_SERVER_ERROR') return true;
+    if (TRANSIENT_CODES.has(this.code)) return true;
     if (this.code === 'HTTP_ERROR') return this.status === undefined || this.status >= 500 || this.status === 408 || this.status === 429;
     return false;
   }
 }
+
+const TRANSIENT_CODES = new Set(['NETWORK_ERROR', 'UPLOAD_LOCKED', 'INTERNAL_SERVER_ERROR', 'SERVICE_UNAVAILABLE', 'STORAGE_UNAVAILABLE']);
 
 /** True for an AbortSignal's rejection (the caller paused or cancelled), never worth a retry. */
 export function isAbortError(err: unknown): boolean {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { PGliteDriver, type PGliteConnectionConfig } from 'mikro-orm-pglite';
 import { entities } from '../entities';
 import { migrations } from './migrations';
+import './pglite-statements';
 
 export interface DatabaseTarget {
   /** A PostgreSQL connection string; unset means the embedded database under dataDir. */

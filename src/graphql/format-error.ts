@@ -1,4 +1,5 @@
 import { unwrapResolverError } from '@apollo/server/errors';
+import { ConnectionException } from '@mikro-orm/core';
 import type { GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
 import { AppError } from '../errors';
@@ -29,6 +30,14 @@ export function createFormatError(log: Logger) {
     if (typeof code === 'string' && REQUEST_ERROR_CODES.has(code)) {
       return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code } };
     }
+    if (isDatabaseUnavailable(original)) {
+      log.warn({ err: original, path: formatted.path }, 'the database is unavailable');
+      return {
+        message: 'The database is unavailable right now. Nothing was changed: retry in a few seconds.',
+        path: formatted.path,
+        extensions: { code: 'SERVICE_UNAVAILABLE' },
+      };
+    }
     log.error({ err: original, path: formatted.path }, 'unexpected error in a GraphQL request');
     return { message: 'Internal server error. It has been logged.', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
   };
@@ -41,4 +50,16 @@ function domainError(error: unknown): AppError | undefined {
     current = (current as { originalError?: unknown }).originalError;
   }
   return undefined;
+}
+
+/** PostgreSQL gone or restarting: connection errors (class 08), shutdown (57P0x), refused sockets. */
+function isDatabaseUnavailable(error: unknown): boolean {
+  if (error instanceof ConnectionException) return true;
+  const { code, sqlState, message } = (error ?? {}) as { code?: string; sqlState?: string; message?: string };
+  const state = sqlState ?? code ?? '';
+  return (
+    /^08|^57P0/.test(state) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code ?? '') ||
+    /Connection terminated|Unable to acquire a connection|terminating connection/i.test(message ?? '')
+  );
 }

@@ -42,6 +42,8 @@ export class AuthService {
   /** `address` is the client's IP address, for the per-address failure limit. */
   async login(username: string, password: string, address: string): Promise<{ token: string; user: User }> {
     username = username.trim().normalize('NFC');
+    // No stored username holds NUL (nor could the database store one).
+    if (username.includes('\u0000')) throw Errors.unauthenticated('Wrong username or password.');
     await this.throttle.check(username, address);
     const user = await this.orm.em.fork().findOne(User, { username: { $ilike: escapeLike(username) } });
     // Hash even when the user does not exist, so response time does not reveal usernames.

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { ChunkedUpload, File, UploadStatus, type User } from '../entities';
 import { Errors } from '../errors';
 import type { ByteRange, FileStore } from '../storage/file-store';
-import { cleanDescription, escapeLike, isUuid, MAX_FILENAME_BYTES } from './validation';
+import { cleanDescription, escapeLike, isUuid, MAX_FILENAME_BYTES, refuseNul } from './validation';
 
 const NAME_INDEX = 'files_name_lower_unique';
 const MAX_NAME_ATTEMPTS = 20;
@@ -58,7 +58,10 @@ export class FileService {
     const filters: FilterQuery<File>[] = [];
     if (query.uploadedBefore) filters.push({ uploadedAt: { $lt: query.uploadedBefore } });
     // Names are stored in NFC; a search typed in NFD must still find them.
-    if (query.search) filters.push({ name: { $ilike: `%${escapeLike(query.search.normalize('NFC'))}%` } });
+    if (query.search) {
+      const search = refuseNul(query.search, 'search').normalize('NFC');
+      filters.push({ name: { $ilike: `%${escapeLike(search)}%` } });
+    }
     const em = this.orm.em.fork();
     const where: FilterQuery<File> = filters.length ? { $and: filters } : {};
     const page: FilterQuery<File>[] = [...filters];

@@ -1,8 +1,8 @@
 import { type EntityManager, type MikroORM } from '@mikro-orm/core';
 import { createMD5, type IHasher } from 'hash-wasm';
 import mime from 'mime-types';
-import { createHash, randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
 import { ChunkedUpload, File, UploadStatus, User } from '../entities';
@@ -124,6 +124,7 @@ export class UploadService {
       if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
 
       leaseToken = randomUUID();
+      const lease = new Lease(this.config.uploadLockTtlSeconds * 1000);
       const claimed = await this.claim(input.uploadId, owner.id, leaseToken, offset);
       if (!claimed) throw await this.explainRefusal(input.uploadId, owner.id, { offset });
 
@@ -131,13 +132,15 @@ export class UploadService {
       const hasher = await createMD5();
       hasher.load(claimed.md5_state as Uint8Array);
       const limit = Math.min(this.config.maxChunkSize, totalSize - offset);
-      const renewal = this.keepLease(input.uploadId, leaseToken, body);
+      const renewal = this.keepLease(input.uploadId, leaseToken, lease, body);
       let written: ChunkWritten;
       try {
         written = await this.store.writeChunk(
           { id: input.uploadId, totalSize, offset, state: parseState(claimed.storage_state) },
-          inspectChunk(body, idle, { limit, totalSize, offset, hasher, expectedChunkMd5 }),
+          ChunkInspector.inspect(body, idle, { limit, totalSize, offset, hasher, expectedChunkMd5, lease }),
         );
+      } catch (err) {
+        throw asStorageError(err, offset);
       } finally {
         clearInterval(renewal);
       }
@@ -259,15 +262,17 @@ export class UploadService {
   }
 
   /** Renews the lease while a chunk streams; a writer that lost it stops before it can do harm. */
-  private keepLease(uploadId: string, token: string, body: Readable): NodeJS.Timeout {
+  private keepLease(uploadId: string, token: string, lease: Lease, body: Readable): NodeJS.Timeout {
     const renew = async () => {
+      const sentAt = Date.now();
       try {
         const renewed = await this.orm.em
           .fork()
           .nativeUpdate(ChunkedUpload, { id: uploadId, lockToken: token }, { lockExpiresAt: this.leaseExpiry() });
         if (renewed === 0) body.destroy(Errors.uploadLocked());
+        else lease.renewedAt(sentAt);
       } catch (err) {
-        this.log.warn({ err, uploadId }, 'could not renew an upload lease; the chunk continues until the lease runs out');
+        this.log.warn({ err, uploadId }, 'could not renew an upload lease; the chunk stops if the lease runs out');
       }
     };
     return setInterval(renew, (this.config.uploadLockTtlSeconds * 1000) / 3).unref();
@@ -342,6 +347,46 @@ function endsBeforeFirstByte(body: Readable): Promise<boolean> {
   });
 }
 
+/**
+ * How long this process may trust its claim: counted from when the claim or its last
+ * successful renewal was *sent*, so never later than the database's own expiry. A writer
+ * frozen past it (GC pause, SIGSTOP, a database outage) stops writing instead of writing
+ * over the bytes of whoever claimed the upload next.
+ */
+class Lease {
+  private validUntil: number;
+
+  constructor(private readonly ttlMs: number) {
+    this.validUntil = this.deadlineFrom(Date.now());
+  }
+
+  renewedAt(sentAt: number): void {
+    this.validUntil = this.deadlineFrom(sentAt);
+  }
+
+  get expired(): boolean {
+    return Date.now() >= this.validUntil;
+  }
+
+  /** A margin of a sixth of the TTL for clock steps and slow statements. */
+  private deadlineFrom(sentAt: number): number {
+    return sentAt + this.ttlMs - this.ttlMs / 6;
+  }
+}
+
+/** File-system failures of the store become an answer a client can act on (retry later). */
+const STORAGE_FAILURES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
+
+function asStorageError(err: unknown, offset: number): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (!code || !STORAGE_FAILURES.has(code)) return err;
+  return new AppError(
+    'STORAGE_UNAVAILABLE',
+    `The server could not store the chunk (${code === 'ENOSPC' || code === 'EDQUOT' ? 'storage is full' : 'storage is not writable'}). Nothing was stored: retry from offset ${offset} later.`,
+    { expectedOffset: offset },
+  );
+}
+
 interface ChunkRules {
   /** Most bytes this chunk may carry: the smaller of MAX_CHUNK_SIZE and what is left of totalSize. */
   limit: number;
@@ -349,36 +394,70 @@ interface ChunkRules {
   offset: number;
   hasher: IHasher;
   expectedChunkMd5?: string;
+  lease: Lease;
 }
 
 /**
  * Passes the chunk's bytes through to storage, feeding the whole-file md5 as they go and
- * throwing (which stops the write) the moment a rule is broken.
+ * failing (which stops the write) the moment a rule is broken. A stream, not an async
+ * iterator: per-buffer work stays synchronous, with no promise per 64 KiB.
  */
-async function* inspectChunk(body: Readable, idle: IdleTimer, rules: ChunkRules): AsyncGenerator<Buffer> {
-  const chunkHasher = rules.expectedChunkMd5 ? createHash('md5') : undefined;
-  let seen = 0;
-  // destroyOnReturn: false keeps the body readable after a rule is broken, so the caller can
-  // still read it to its end and answer with the error instead of a reset connection.
-  for await (const buffer of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    idle.touch();
-    seen += buffer.length;
-    if (seen > rules.limit) {
-      throw Errors.payloadTooLarge(
-        rules.offset + seen > rules.totalSize
-          ? `The chunk runs past totalSize (${rules.totalSize} bytes): ${rules.totalSize - rules.offset} bytes are left from offset ${rules.offset}.`
-          : 'The chunk is larger than MAX_CHUNK_SIZE: send smaller chunks.',
+class ChunkInspector extends Transform {
+  private seen = 0;
+  private readonly chunkHasher?: Hash;
+
+  constructor(
+    private readonly rules: ChunkRules,
+    private readonly idle: IdleTimer,
+  ) {
+    super();
+    if (rules.expectedChunkMd5) this.chunkHasher = createHash('md5');
+  }
+
+  /** Feeds the inspector from the request body without ever destroying the body: a refused chunk is still read to its end. */
+  static inspect(body: Readable, idle: IdleTimer, rules: ChunkRules): ChunkInspector {
+    const inspector = new ChunkInspector(rules, idle);
+    const onBodyError = (err: Error) => inspector.destroy(err);
+    body.once('error', onBodyError);
+    inspector.once('close', () => body.off('error', onBodyError));
+    // The store's pipeline reports the inspector's failure; this listener only keeps pipe's
+    // own error handling from rethrowing it once the pipeline has let go of the stream.
+    inspector.on('error', () => {});
+    // pipe (not pipeline) unpipes on the inspector's error and leaves the body readable.
+    body.pipe(inspector);
+    return inspector;
+  }
+
+  override _transform(buffer: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.idle.touch();
+    this.seen += buffer.length;
+    const { rules } = this;
+    if (rules.lease.expired) {
+      callback(Errors.uploadLocked());
+      return;
+    }
+    if (this.seen > rules.limit) {
+      callback(
+        Errors.payloadTooLarge(
+          rules.offset + this.seen > rules.totalSize
+            ? `The chunk runs past totalSize (${rules.totalSize} bytes): ${rules.totalSize - rules.offset} bytes are left from offset ${rules.offset}.`
+            : 'The chunk is larger than MAX_CHUNK_SIZE: send smaller chunks.',
+        ),
       );
+      return;
     }
     rules.hasher.update(buffer);
-    chunkHasher?.update(buffer);
-    yield buffer;
+    this.chunkHasher?.update(buffer);
+    callback(null, buffer);
   }
-  if (chunkHasher) {
-    const actual = chunkHasher.digest('hex');
-    if (actual !== rules.expectedChunkMd5) {
-      throw Errors.checksumMismatch(`The chunk arrived with md5 ${actual}, not ${rules.expectedChunkMd5}: it was discarded, resend it.`);
+
+  override _flush(callback: TransformCallback): void {
+    const actual = this.chunkHasher?.digest('hex');
+    if (actual !== undefined && actual !== this.rules.expectedChunkMd5) {
+      callback(Errors.checksumMismatch(`The chunk arrived with md5 ${actual}, not ${this.rules.expectedChunkMd5}: it was discarded, resend it.`));
+      return;
     }
+    callback();
   }
 }
 

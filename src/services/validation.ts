@@ -46,8 +46,15 @@ export function escapeLike(text: string): string {
 export const MAX_DESCRIPTION_LENGTH = 10_000;
 
 export function cleanDescription(description: string): string {
+  refuseNul(description, 'description');
   if (description.length > MAX_DESCRIPTION_LENGTH) {
     throw Errors.badInput(`description must be at most ${MAX_DESCRIPTION_LENGTH} characters.`);
   }
   return description;
+}
+
+/** PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail in the database. */
+export function refuseNul(text: string, field: string): string {
+  if (text.includes('\u0000')) throw Errors.badInput(`${field} must not contain NUL characters.`);
+  return text;
 }

@@ -1,11 +1,11 @@
-import { constants } from 'node:fs';
-import { mkdir, open, opendir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { constants, createWriteStream } from 'node:fs';
+import { mkdir, open, opendir, rename, rm, stat, truncate, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { FileMissingError, type ByteRange, type ChunkWritten, type FileStore, type StoredUpload } from './file-store';
 
-/** Writes are batched to this size: one syscall per MiB instead of one per socket read. */
-const WRITE_BATCH_BYTES = 1024 * 1024;
+const WRITE_BUFFER_BYTES = 1024 * 1024;
 const PREFERRED_CHUNK_BYTES = 8 * 1024 * 1024;
 const PART_SUFFIX = '.part';
 
@@ -44,40 +44,22 @@ export class DiskStore implements FileStore {
     return null;
   }
 
-  async writeChunk(upload: StoredUpload, data: AsyncIterable<Buffer>): Promise<ChunkWritten> {
-    const { offset } = upload;
-    // r+ never creates: a missing part file is an error, not a silently zero-filled upload.
-    const fh = await open(this.partPath(upload.id), 'r+');
-    try {
-      await fh.truncate(offset);
-      let position = offset;
-      let batch: Buffer[] = [];
-      let batchBytes = 0;
-      // One batch is written while the next is read and hashed, so disk and CPU overlap.
-      let inFlight: Promise<void> = Promise.resolve();
-      const flush = async () => {
-        await inFlight;
-        inFlight = writeFully(fh, batch, position);
-        inFlight.catch(() => {}); // awaited below; this only keeps it from counting as unhandled
-        position += batchBytes;
-        batch = [];
-        batchBytes = 0;
-      };
-      try {
-        for await (const buffer of data) {
-          batch.push(buffer);
-          batchBytes += buffer.length;
-          if (batchBytes >= WRITE_BATCH_BYTES) await flush();
-        }
-        if (batchBytes > 0) await flush();
-      } finally {
-        await inFlight;
-      }
-      if (this.options.fsync) await fh.datasync();
-      return { bytesWritten: position - offset, state: null };
-    } finally {
-      await fh.close();
-    }
+  async writeChunk(upload: StoredUpload, data: Readable): Promise<ChunkWritten> {
+    const part = this.partPath(upload.id);
+    // Never creates (truncate and r+ fail on a missing file): a lost part file is an error,
+    // not a silently zero-filled upload.
+    await truncate(part, upload.offset);
+    // While one write is in flight, the buffers behind it queue up and go out in one writev:
+    // disk and CPU overlap, and a MiB costs one syscall instead of sixteen. `flush` syncs the
+    // bytes to disk before the stream closes, so before the offset can be committed.
+    const out = createWriteStream(part, {
+      flags: 'r+',
+      start: upload.offset,
+      highWaterMark: WRITE_BUFFER_BYTES,
+      flush: this.options.fsync,
+    });
+    await pipeline(data, out);
+    return { bytesWritten: out.bytesWritten, state: null };
   }
 
   async publishUpload(upload: StoredUpload, fileId: string): Promise<void> {
@@ -136,28 +118,6 @@ export class DiskStore implements FileStore {
 function assertSafeKey(key: string): string {
   if (!/^[0-9a-zA-Z-]{1,64}$/.test(key)) throw new Error(`Refusing unsafe storage key ${JSON.stringify(key)}`);
   return key;
-}
-
-async function writeFully(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  let pending = buffers;
-  while (pending.length > 0) {
-    const { bytesWritten } = await fh.writev(pending, position);
-    position += bytesWritten;
-    pending = dropWritten(pending, bytesWritten);
-  }
-}
-
-function dropWritten(buffers: Buffer[], written: number): Buffer[] {
-  const rest: Buffer[] = [];
-  for (const buffer of buffers) {
-    if (written >= buffer.length) {
-      written -= buffer.length;
-    } else {
-      rest.push(written > 0 ? buffer.subarray(written) : buffer);
-      written = 0;
-    }
-  }
-  return rest;
 }
 
 /** A rename is durable only once its directory is flushed. */

@@ -50,11 +50,11 @@ export interface FileStore {
   /**
    * Writes `data` into the upload after its `offset` bytes and resolves once those bytes
    * are durable. Anything past `offset` left by an earlier cut-off write is discarded or
-   * overwritten. If `data` throws, the write stops and the error is rethrown: what was
+   * overwritten. If `data` fails, the write stops and the error is rethrown: what was
    * written does not count, and the upload's committed state stays valid.
    * The caller must hold the upload's lease: two writers at once would interleave.
    */
-  writeChunk(upload: StoredUpload, data: AsyncIterable<Buffer>): Promise<ChunkWritten>;
+  writeChunk(upload: StoredUpload, data: Readable): Promise<ChunkWritten>;
 
   /**
    * Moves a finished upload (offset == totalSize) into the library as file `fileId`.

@@ -95,7 +95,7 @@ export class S3Store implements FileStore {
     return { ...state };
   }
 
-  async writeChunk(upload: StoredUpload, data: AsyncIterable<Buffer>): Promise<ChunkWritten> {
+  async writeChunk(upload: StoredUpload, data: Readable): Promise<ChunkWritten> {
     const state = asState(upload.state);
     const staged = path.join(this.options.stagingDir, `${upload.id}-${randomUUID()}`);
     try {
@@ -103,14 +103,9 @@ export class S3Store implements FileStore {
         const tail = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: state.tail.key }));
         await pipeline(tail.Body as Readable, createWriteStream(staged));
       }
-      let bytesWritten = 0;
-      const counted = async function* () {
-        for await (const buffer of data) {
-          bytesWritten += buffer.length;
-          yield buffer;
-        }
-      };
-      await pipeline(Readable.from(counted()), createWriteStream(staged, { flags: 'a' }));
+      const sink = createWriteStream(staged, { flags: 'a' });
+      await pipeline(data, sink);
+      const bytesWritten = sink.bytesWritten;
 
       const stagedSize = (state.tail?.size ?? 0) + bytesWritten;
       const parts = [...state.parts];

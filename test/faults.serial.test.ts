@@ -34,7 +34,7 @@ import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { eventually, GraphQLClient, md5, openChunkRequest, randomFile, type GraphQLError, type GraphQLResult } from './helpers/client';
+import { eventually, GraphQLClient, md5, openChunkRequest, randomFile, sleep, withTimeout, type GraphQLError, type GraphQLResult } from './helpers/client';
 import { createTestDatabase, databaseKind, type TestDatabase } from './helpers/database';
 import { spawnServer, type ServerProcess } from './helpers/process';
 import { ADMIN } from './helpers/server';
@@ -44,17 +44,6 @@ const MiB = 1024 * 1024;
 const PG_URL = process.env.TEST_DATABASE_URL;
 const NEEDS_POSTGRES = PG_URL ? false : 'needs PostgreSQL (a second process, or restarting the database server): set TEST_DATABASE_URL';
 const JWT_SECRET = randomBytes(32).toString('hex');
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** `promise`, or a failure naming what did not happen within `ms`. */
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} (nothing within ${ms} ms)`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 // ---------------------------------------------------------------------------------------------
 // A server process that can be killed and started again on the same DATA_DIR and database.

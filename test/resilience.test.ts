@@ -7,6 +7,8 @@ import {
   md5,
   openChunkRequest,
   randomFile,
+  sleep,
+  withTimeout,
   type GraphQLClient,
   type GraphQLResult,
 } from './helpers/client';
@@ -20,17 +22,6 @@ import { startServer, type TestServer } from './helpers/server';
  */
 const LOCK_TTL_SECONDS = 6;
 const RELEASE_WINDOW_MS = 2500;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** `promise`, or a failure naming what did not happen within `ms`. */
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} (nothing within ${ms} ms)`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Sends `bytes[from..]` in chunks (each one must succeed) and returns the last answer. */
 async function sendChunks(client: GraphQLClient, uploadId: string, bytes: Buffer, from: number, chunkSize: number): Promise<any> {

@@ -1,15 +1,4 @@
-import type { UploadProgress } from '../src/node.js';
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
+import { formatBytes, type UploadProgress } from '../src/node.js';
 
 function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '--';

@@ -9,8 +9,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { JsonFileResumeStore, UploadClient, UploadError, isAbortError } from '../src/node.js';
-import { ProgressBar, formatBytes } from './progress-bar.js';
+import { JsonFileResumeStore, UploadClient, UploadError, formatBytes, isAbortError } from '../src/node.js';
+import { ProgressBar } from './progress-bar.js';
 
 const HELP = `Usage: upload-cli [options] FILE...
 

@@ -17,6 +17,7 @@ import { WebStorageResumeStore } from './store.js';
 import { BaseUploadClient, type ClientOptions, type Md5Hasher, type Platform } from './upload-client.js';
 
 export * from './errors.js';
+export * from './format.js';
 export * from './source.js';
 export * from './store.js';
 export * from './upload-client.js';

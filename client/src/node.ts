@@ -11,6 +11,7 @@ import { MemoryResumeStore, type ResumeRecord, type ResumeStore } from './store.
 import { BaseUploadClient, type ClientOptions, type Platform } from './upload-client.js';
 
 export * from './errors.js';
+export * from './format.js';
 export * from './source.js';
 export * from './store.js';
 export * from './upload-client.js';

@@ -3,7 +3,7 @@
  * reload), list, download and delete files. Plain DOM code on top of the SDK; every text from
  * the server goes through textContent, never innerHTML.
  */
-import { UploadClient, UploadError, isAbortError, type FileInfo, type MyUpload, type UploadProgress, type UserInfo } from '../src/browser.js';
+import { UploadClient, UploadError, formatBytes, isAbortError, type FileInfo, type MyUpload, type UploadProgress, type UserInfo } from '../src/browser.js';
 
 const TOKEN_KEY = 'chunked-upload-token';
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -29,17 +29,6 @@ function make<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTML
   const node = Object.assign(document.createElement(tag), props);
   node.append(...children);
   return node;
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
 function describeError(err: unknown): string {

@@ -84,7 +84,7 @@ export interface Config {
   uploadLockTtlSeconds: number;
   /** A chunk whose body sends nothing for this long is cut off. */
   bodyTimeoutSeconds: number;
-  /** fdatasync each chunk before its offset is acknowledged. */
+  /** fsync each chunk before its offset is acknowledged. */
   chunkFsync: boolean;
   storage: DiskStorageConfig | S3StorageConfig;
   cleanupIntervalSeconds: number;

@@ -10,7 +10,7 @@ const PREFERRED_CHUNK_BYTES = 8 * 1024 * 1024;
 const PART_SUFFIX = '.part';
 
 export interface DiskStoreOptions {
-  /** fdatasync every chunk before acknowledging it (durability of an acknowledged chunk). */
+  /** fsync every chunk before acknowledging it (durability of an acknowledged chunk). */
   fsync: boolean;
 }
 

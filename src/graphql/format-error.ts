@@ -30,6 +30,14 @@ export function createFormatError(log: Logger) {
     if (typeof code === 'string' && REQUEST_ERROR_CODES.has(code)) {
       return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code } };
     }
+    const uploadStatus = multipartErrorStatus(original);
+    if (uploadStatus) {
+      return {
+        message: `The uploaded file could not be read: ${(original as Error).message}`,
+        path: formatted.path,
+        extensions: { code: uploadStatus === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_USER_INPUT' },
+      };
+    }
     if (isDatabaseUnavailable(original)) {
       log.warn({ err: original, path: formatted.path }, 'the database is unavailable');
       return {
@@ -62,4 +70,14 @@ function isDatabaseUnavailable(error: unknown): boolean {
     ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code ?? '') ||
     /Connection terminated|Unable to acquire a connection|terminating connection/i.test(message ?? '')
   );
+}
+
+/**
+ * graphql-upload-minimal rejects an Upload argument with an HTTP error (a file the map names
+ * but the request never sent, say); type-graphql awaits Upload arguments before the resolver
+ * runs, so these arrive here rather than in the upload service.
+ */
+function multipartErrorStatus(error: unknown): number | undefined {
+  const { status, expose } = (error ?? {}) as { status?: unknown; expose?: unknown };
+  return expose === true && typeof status === 'number' && status >= 400 && status < 500 ? status : undefined;
 }

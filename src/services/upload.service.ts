@@ -20,8 +20,8 @@ export interface StartUploadInput {
 
 /** What the GraphQL layer hands over for a chunk: the multipart file, still streaming. */
 export interface IncomingChunk {
-  /** Resolves once the multipart parser reaches the file part. */
-  file: Promise<{ createReadStream(): Readable }>;
+  /** The multipart file part (type-graphql has usually awaited the parser's promise already). */
+  file: { createReadStream(): Readable } | Promise<{ createReadStream(): Readable }>;
 }
 
 export interface AppendChunkInput {

@@ -35,7 +35,8 @@ export class UploadResolver {
   async uploadChunk(
     @Arg('uploadId', () => ID) uploadId: string,
     @Arg('offset', () => SafeInt) offset: number,
-    @Arg('chunk', () => GraphQLUpload) chunk: Promise<FileUpload>,
+    // type-graphql awaits the Upload's promise before this runs; its stream is still being read.
+    @Arg('chunk', () => GraphQLUpload) chunk: FileUpload,
     @Arg('chunkMd5', () => String, { nullable: true }) chunkMd5: string | null,
     @Ctx() ctx: RequestContext,
   ): Promise<ChunkedUploadType> {

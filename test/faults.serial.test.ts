@@ -34,7 +34,7 @@ import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { eventually, GraphQLClient, md5, openChunkRequest, randomFile, sleep, withTimeout, type GraphQLError, type GraphQLResult } from './helpers/client';
+import { eventually, GraphQLClient, md5, openChunkRequest, randomFile, sleep, verifyDownload, withTimeout, type GraphQLError, type GraphQLResult } from './helpers/client';
 import { createTestDatabase, databaseKind, type TestDatabase } from './helpers/database';
 import { spawnServer, type ServerProcess } from './helpers/process';
 import { ADMIN } from './helpers/server';
@@ -149,12 +149,6 @@ async function completeAndVerify(client: GraphQLClient, uploadId: string, bytes:
   return file;
 }
 
-async function verifyDownload(client: GraphQLClient, fileId: string, bytes: Buffer): Promise<void> {
-  const download = await client.download(`/files/${fileId}/content`);
-  assert.equal(download.status, 200, `download of ${fileId}`);
-  assert.equal(download.body.length, bytes.length, 'downloaded length');
-  assert.equal(md5(download.body), md5(bytes), 'the downloaded bytes are the source bytes');
-}
 
 /**
  * A chunk writer holds the upload's lease right now: completeUpload takes the same lease, so it

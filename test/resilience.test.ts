@@ -8,6 +8,7 @@ import {
   openChunkRequest,
   randomFile,
   sleep,
+  verifyDownload,
   withTimeout,
   type GraphQLClient,
   type GraphQLResult,
@@ -46,12 +47,6 @@ async function completeAndVerify(client: GraphQLClient, uploadId: string, bytes:
   return file;
 }
 
-async function verifyDownload(client: GraphQLClient, fileId: string, bytes: Buffer): Promise<void> {
-  const download = await client.download(`/files/${fileId}/content`);
-  assert.equal(download.status, 200);
-  assert.equal(download.body.length, bytes.length, 'downloaded length');
-  assert.equal(md5(download.body), md5(bytes), 'the downloaded bytes are the uploaded bytes');
-}
 
 /**
  * Proves a chunk writer holds the upload's lease right now, without writing anything:

@@ -9,7 +9,7 @@ import { cleanDescription, escapeLike, isUuid, MAX_FILENAME_BYTES, refuseNul } f
 
 const NAME_INDEX = 'files_name_lower_unique';
 const MAX_NAME_ATTEMPTS = 20;
-export const MAX_PAGE_SIZE = 100;
+const MAX_PAGE_SIZE = 100;
 
 export interface FileListQuery {
   first: number;
@@ -85,7 +85,13 @@ export class FileService {
 
   /** The newest file, optionally strictly before an instant (the "older than 30 days" view). */
   async newest(uploadedBefore?: Date | null): Promise<File | null> {
-    const [file] = (await this.list({ first: 1, uploadedBefore })).files;
+    const [file] = await this.orm.em
+      .fork()
+      .find(File, uploadedBefore ? { uploadedAt: { $lt: uploadedBefore } } : {}, {
+        orderBy: [{ uploadedAt: 'desc' }, { id: 'desc' }],
+        limit: 1,
+        populate: ['author'],
+      });
     return file ?? null;
   }
 

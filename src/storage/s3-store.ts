@@ -32,7 +32,7 @@ import {
 
 const MiB = 1024 * 1024;
 /** S3: every part but the last is at least 5 MiB, and an upload has at most 10,000 parts. */
-export const S3_MIN_PART_SIZE = 5 * MiB;
+const S3_MIN_PART_SIZE = 5 * MiB;
 const S3_MAX_PARTS = 10_000;
 const PART_ATTEMPTS = 3;
 

@@ -232,3 +232,11 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
+
+/** Downloads a File with the client's token and asserts its bytes are exactly `bytes`. */
+export async function verifyDownload(client: GraphQLClient, fileId: string, bytes: Buffer): Promise<void> {
+  const download = await client.download(`/files/${fileId}/content`);
+  assert.equal(download.status, 200, `download of ${fileId}`);
+  assert.equal(download.body.length, bytes.length, 'downloaded length');
+  assert.equal(md5(download.body), md5(bytes), 'the downloaded bytes are the source bytes');
+}

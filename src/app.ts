@@ -20,6 +20,7 @@ import { InFlightOperations } from './graphql/in-flight.plugin';
 import { requireAuthentication } from './graphql/require-auth.plugin';
 import { createFormatError } from './graphql/format-error';
 import { buildAppSchema, buildSubgraphAppSchema } from './graphql/schema';
+import { Md5Pool } from './hashing/md5-pool';
 import { downloadRouter } from './http/download.route';
 import { transportErrorHandler } from './http/graphql-errors';
 import { requireMultipartPreflight } from './http/multipart-preflight';
@@ -63,7 +64,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) });
   try {
     const store = await openStore(config);
-    const services = createServices(database.orm, store, config, log);
+    const md5 = new Md5Pool();
+    const services = createServices(database.orm, store, md5, config, log);
     await services.auth.ensureAdmin();
 
     const expressApp = express();
@@ -172,6 +174,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
         if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
         // Operations whose clients left are still releasing their leases: let them.
         await inFlight.settled(SHUTDOWN_GRACE_MS);
+        await md5.close();
         await database.close();
       },
     };

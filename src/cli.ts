@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { ConfigError, loadConfig, type Config } from './config';
 import { openDatabase, type Database } from './db/orm';
 import { AppError } from './errors';
+import { Md5Pool } from './hashing/md5-pool';
 import { createLogger } from './logger';
 import { createServices, type Services } from './services';
 import { serve } from './server';
@@ -15,7 +16,8 @@ async function withServices<T>(config: Config, work: (services: Services, databa
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) });
   try {
     const store = await openStore(config);
-    return await work(createServices(database.orm, store, config, log), database);
+    // The commands hash nothing: the pool's workers would start on first use only.
+    return await work(createServices(database.orm, store, new Md5Pool(), config, log), database);
   } finally {
     await database.close();
   }

@@ -1,6 +1,7 @@
 import type { MikroORM } from '@mikro-orm/core';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
+import type { Md5Pool } from '../hashing/md5-pool';
 import type { FileStore } from '../storage/file-store';
 import { AuthService } from './auth.service';
 import { CleanupService } from './cleanup.service';
@@ -18,10 +19,10 @@ export interface Services {
   users: UserService;
 }
 
-export function createServices(orm: MikroORM, store: FileStore, config: Config, log: Logger): Services {
+export function createServices(orm: MikroORM, store: FileStore, md5: Md5Pool, config: Config, log: Logger): Services {
   const throttle = new LoginThrottleService(orm);
   const auth = new AuthService(orm, throttle, config, log);
   const files = new FileService(orm, store, log);
-  const uploads = new UploadService(orm, store, files, config, log);
+  const uploads = new UploadService(orm, store, md5, files, config, log);
   return { config, auth, files, uploads, users: new UserService(orm), cleanup: new CleanupService(orm, store, throttle, log) };
 }

@@ -1,5 +1,5 @@
 import { type EntityManager, type MikroORM } from '@mikro-orm/core';
-import { createMD5, type IHasher } from 'hash-wasm';
+import { createMD5 } from 'hash-wasm';
 import mime from 'mime-types';
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config';
 import { ChunkedUpload, File, UploadStatus, User } from '../entities';
 import { AppError, Errors } from '../errors';
+import type { Md5Pool, Md5Session } from '../hashing/md5-pool';
 import { parseState, type ChunkWritten, type FileStore } from '../storage/file-store';
 import type { FileService } from './file.service';
 import { cleanDescription, cleanFilename, isUuid, parseMd5, requireByteCount } from './validation';
@@ -50,6 +51,7 @@ export class UploadService {
   constructor(
     private readonly orm: MikroORM,
     private readonly store: FileStore,
+    private readonly md5: Md5Pool,
     private readonly files: FileService,
     private readonly config: Config,
     private readonly log: Logger,
@@ -129,22 +131,22 @@ export class UploadService {
       if (!claimed) throw await this.explainRefusal(input.uploadId, owner.id, { offset });
 
       const totalSize = Number(claimed.total_size);
-      const hasher = await createMD5();
-      hasher.load(claimed.md5_state as Uint8Array);
       const limit = Math.min(this.config.maxChunkSize, totalSize - offset);
+      const md5 = this.md5.open(claimed.md5_state as Uint8Array);
       const renewal = this.keepLease(input.uploadId, leaseToken, lease, body);
       let written: ChunkWritten;
+      let md5State: Uint8Array;
       try {
-        written = await this.store.writeChunk(
-          { id: input.uploadId, totalSize, offset, state: parseState(claimed.storage_state) },
-          ChunkInspector.inspect(body, idle, { limit, totalSize, offset, hasher, expectedChunkMd5, lease }),
-        );
+        const inspector = ChunkInspector.inspect(body, idle, { limit, totalSize, offset, md5, expectedChunkMd5, lease });
+        written = await this.store.writeChunk({ id: input.uploadId, totalSize, offset, state: parseState(claimed.storage_state) }, inspector);
+        md5State = await inspector.md5State();
       } catch (err) {
+        md5.discard();
         throw asStorageError(err, offset);
       } finally {
         clearInterval(renewal);
       }
-      const committed = await this.commitChunk(input.uploadId, leaseToken, offset, written, hasher);
+      const committed = await this.commitChunk(input.uploadId, leaseToken, offset, written, md5State);
       leaseToken = undefined;
       return committed;
     } catch (err) {
@@ -278,7 +280,7 @@ export class UploadService {
     return setInterval(renew, (this.config.uploadLockTtlSeconds * 1000) / 3).unref();
   }
 
-  private async commitChunk(uploadId: string, token: string, offset: number, written: ChunkWritten, hasher: IHasher): Promise<ChunkedUpload> {
+  private async commitChunk(uploadId: string, token: string, offset: number, written: ChunkWritten, md5State: Uint8Array): Promise<ChunkedUpload> {
     const rows = await this.orm.em.getConnection().execute<UploadRow[]>(
       `update chunked_uploads
           set "offset" = "offset" + ?, md5_state = ?, storage_state = ?::jsonb, lock_token = null, lock_expires_at = null,
@@ -287,7 +289,7 @@ export class UploadService {
         returning *`,
       [
         written.bytesWritten,
-        Buffer.from(hasher.save()),
+        Buffer.from(md5State),
         written.state === null ? null : JSON.stringify(written.state),
         this.config.uploadTtlSeconds,
         uploadId,
@@ -392,7 +394,8 @@ interface ChunkRules {
   limit: number;
   totalSize: number;
   offset: number;
-  hasher: IHasher;
+  /** The whole file's md5, continued on a worker thread. */
+  md5: Md5Session;
   expectedChunkMd5?: string;
   lease: Lease;
 }
@@ -405,6 +408,7 @@ interface ChunkRules {
 class ChunkInspector extends Transform {
   private seen = 0;
   private readonly chunkHasher?: Hash;
+  private savedMd5?: Promise<Uint8Array>;
 
   constructor(
     private readonly rules: ChunkRules,
@@ -446,9 +450,8 @@ class ChunkInspector extends Transform {
       );
       return;
     }
-    rules.hasher.update(buffer);
     this.chunkHasher?.update(buffer);
-    callback(null, buffer);
+    rules.md5.update(buffer, (err) => (err ? callback(err) : callback(null, buffer)));
   }
 
   override _flush(callback: TransformCallback): void {
@@ -457,7 +460,16 @@ class ChunkInspector extends Transform {
       callback(Errors.checksumMismatch(`The chunk arrived with md5 ${actual}, not ${this.rules.expectedChunkMd5}: it was discarded, resend it.`));
       return;
     }
+    // The worker finishes hashing while storage flushes the last bytes.
+    this.savedMd5 = this.rules.md5.save();
+    this.savedMd5.catch(() => {});
     callback();
+  }
+
+  /** The whole file's md5 state after this chunk; only once every byte has passed. */
+  md5State(): Promise<Uint8Array> {
+    if (!this.savedMd5) throw new Error('The chunk has not been read to its end.');
+    return this.savedMd5;
   }
 }
 

@@ -19,7 +19,7 @@ import { drainUnreadUploads } from './graphql/drain-uploads.plugin';
 import { InFlightOperations } from './graphql/in-flight.plugin';
 import { requireAuthentication } from './graphql/require-auth.plugin';
 import { createFormatError } from './graphql/format-error';
-import { buildAppSchema, buildSubgraphAppSchema } from './graphql/schema';
+import { buildAppSchema } from './graphql/schema';
 import { Md5Pool } from './hashing/md5-pool';
 import { downloadRouter } from './http/download.route';
 import { transportErrorHandler } from './http/graphql-errors';
@@ -87,7 +87,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     }).protect();
     const inFlight = new InFlightOperations();
     const apollo = new ApolloServer<RequestContext>({
-      schema: config.federation ? await buildSubgraphAppSchema() : await buildAppSchema(),
+      schema: config.federation ? await (await import('./graphql/subgraph-schema.js')).buildSubgraphAppSchema() : await buildAppSchema(),
       formatError: createFormatError(log),
       includeStacktraceInErrorResponses: false,
       introspection: config.introspection,
@@ -110,6 +110,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     await apollo.start();
 
     expressApp.disable('x-powered-by');
+    // Answers are never cached (GraphQL POSTs), so hashing each one for an ETag is wasted work.
+    expressApp.set('etag', false);
     expressApp.set('trust proxy', config.trustProxy);
     // The API serves JSON and attachments, never pages of its own: no CSP to tune here.
     expressApp.use(helmet({ contentSecurityPolicy: false, crossOriginResourcePolicy: { policy: 'same-site' } }));

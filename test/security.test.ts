@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, scryptSync } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { after, before, describe, it } from 'node:test';
 import { md5, randomFile, UPLOAD_FIELDS, type GraphQLClient, type GraphQLResult } from './helpers/client';
@@ -326,6 +326,22 @@ describe(`security (${databaseKind})`, () => {
         for (let i = 1; i <= 4; i++) assert.equal(outcome(await login('resetter', 'wrong')), 'UNAUTHENTICATED', `round ${round}, failure ${i}`);
         assert.equal(outcome(await login('resetter', password)), 'OK', `round ${round}: the right password after 4 failures`);
       }
+    });
+
+    it('a password hashed with older scrypt parameters still logs in, and is re-hashed with the current ones', async () => {
+      const password = await account('oldhash');
+      // What an earlier version stored: scrypt N=2^15, r=8, p=1 (32 MiB).
+      const salt = randomBytes(16);
+      const key = scryptSync(password.normalize('NFKC'), salt, 32, { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 });
+      const oldHash = ['scrypt', 2 ** 15, 8, 1, salt.toString('base64'), key.toString('base64')].join('$');
+      await sql(`update users set password_hash = ? where username = 'oldhash'`, [oldHash]);
+      assert.equal(outcome(await login('oldhash', 'wrong')), 'UNAUTHENTICATED');
+      assert.equal((await sql(`select password_hash from users where username = 'oldhash'`))[0].password_hash, oldHash, 'a failed login changes nothing');
+      assert.equal(outcome(await login('oldhash', password)), 'OK');
+      const [{ password_hash: upgraded }] = await sql(`select password_hash from users where username = 'oldhash'`);
+      assert.match(upgraded, /^scrypt\$8192\$8\$10\$/);
+      assert.equal(outcome(await login('oldhash', password)), 'OK', 'the upgraded hash verifies');
+      assert.equal(outcome(await login('oldhash', 'wrong')), 'UNAUTHENTICATED');
     });
 
     it('50 failures from one address over different usernames block that address; X-Forwarded-For does not get around it', async () => {

@@ -1,13 +1,12 @@
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { MikroORM, type Options } from '@mikro-orm/core';
 import { Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver, type AbstractSqlConnection } from '@mikro-orm/postgresql';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { PGliteDriver, type PGliteConnectionConfig } from 'mikro-orm-pglite';
+import type { PGliteConnectionConfig } from 'mikro-orm-pglite';
 import { entities } from '../entities';
 import { migrations } from './migrations';
-import './pglite-statements';
 
 export interface DatabaseTarget {
   /** A PostgreSQL connection string; unset means the embedded database under dataDir. */
@@ -41,6 +40,10 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
       } as Options,
     };
   }
+  // Loaded only here: a server on PostgreSQL keeps PGlite out of its heap.
+  const { PGlite } = require('@electric-sql/pglite') as typeof import('@electric-sql/pglite');
+  const { PGliteDriver } = require('mikro-orm-pglite') as typeof import('mikro-orm-pglite');
+  require('./pglite-statements');
   const dir = path.join(target.dataDir, 'db');
   mkdirSync(dir, { recursive: true });
   const embedded = new PGlite(dir);

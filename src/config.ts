@@ -37,6 +37,7 @@ const envSchema = z
     UPLOAD_LOCK_TTL: integer(2, 3600).default(20),
     BODY_TIMEOUT: integer(1, 3600).default(60),
     CHUNK_FSYNC: booleanFlag.default(true),
+    GC_PACE: integer(0, 1024).default(8),
     CLEANUP_INTERVAL: integer(0).default(3600),
     DOWNLOAD_LINK_TTL: integer(1).default(900),
     GRAPHQL_INTROSPECTION: booleanFlag.optional(),
@@ -86,6 +87,8 @@ export interface Config {
   bodyTimeoutSeconds: number;
   /** fsync each chunk before its offset is acknowledged. */
   chunkFsync: boolean;
+  /** A young-generation GC every this many bytes of chunk data (0: V8 alone decides). */
+  gcPaceBytes: number;
   storage: DiskStorageConfig | S3StorageConfig;
   cleanupIntervalSeconds: number;
   downloadLinkTtlSeconds: number;
@@ -149,6 +152,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     uploadLockTtlSeconds: e.UPLOAD_LOCK_TTL,
     bodyTimeoutSeconds: e.BODY_TIMEOUT,
     chunkFsync: e.CHUNK_FSYNC,
+    gcPaceBytes: e.GC_PACE * MiB,
     storage:
       e.STORAGE === 's3'
         ? {

@@ -1,6 +1,7 @@
 import type { MikroORM } from '@mikro-orm/core';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
+import { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
 import type { FileStore } from '../storage/file-store';
 import { AuthService } from './auth.service';
@@ -23,6 +24,6 @@ export function createServices(orm: MikroORM, store: FileStore, md5: Md5Pool, co
   const throttle = new LoginThrottleService(orm);
   const auth = new AuthService(orm, throttle, config, log);
   const files = new FileService(orm, store, log);
-  const uploads = new UploadService(orm, store, md5, files, config, log);
+  const uploads = new UploadService(orm, store, md5, files, config, log, GcPacer.create(config.gcPaceBytes));
   return { config, auth, files, uploads, users: new UserService(orm), cleanup: new CleanupService(orm, store, throttle, log) };
 }

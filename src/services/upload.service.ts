@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config';
 import { ChunkedUpload, File, UploadStatus, User } from '../entities';
 import { AppError, Errors } from '../errors';
+import type { GcPacer } from '../gc-pacer';
 import type { Md5Pool, Md5Session } from '../hashing/md5-pool';
 import { parseState, type ChunkWritten, type FileStore } from '../storage/file-store';
 import type { FileService } from './file.service';
@@ -55,6 +56,7 @@ export class UploadService {
     private readonly files: FileService,
     private readonly config: Config,
     private readonly log: Logger,
+    private readonly gcPacer?: GcPacer,
   ) {}
 
   async start(owner: User, input: StartUploadInput): Promise<ChunkedUpload> {
@@ -137,7 +139,7 @@ export class UploadService {
       let written: ChunkWritten;
       let md5State: Uint8Array;
       try {
-        const inspector = ChunkInspector.inspect(body, idle, { limit, totalSize, offset, md5, expectedChunkMd5, lease });
+        const inspector = ChunkInspector.inspect(body, idle, { limit, totalSize, offset, md5, expectedChunkMd5, lease, gcPacer: this.gcPacer });
         written = await this.store.writeChunk({ id: input.uploadId, totalSize, offset, state: parseState(claimed.storage_state) }, inspector);
         md5State = await inspector.md5State();
       } catch (err) {
@@ -398,6 +400,7 @@ interface ChunkRules {
   md5: Md5Session;
   expectedChunkMd5?: string;
   lease: Lease;
+  gcPacer?: GcPacer;
 }
 
 /**
@@ -451,6 +454,7 @@ class ChunkInspector extends Transform {
       return;
     }
     this.chunkHasher?.update(buffer);
+    rules.gcPacer?.received(buffer.length);
     rules.md5.update(buffer, (err) => (err ? callback(err) : callback(null, buffer)));
   }
 

@@ -25,7 +25,7 @@ const BASELINE_MAIN = path.join(ROOT, 'bench/baseline-server.mjs');
 
 const HELP = `Usage: npm run bench -- [options]      (or: node bench/run.mjs [options] after npm run build)
 
-  --quick              a small variant (64 MiB instead of 512 MiB, ...): about a minute
+  --quick              a small variant (64 MiB instead of 512 MiB, ...): about 15 s
   --embedded           the server on its embedded PostgreSQL (PGlite) instead of a fresh
                        database bench_<random> on --database-url (dropped at the end)
   --database-url URL   PostgreSQL to create the bench database on

@@ -5,6 +5,8 @@ import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOpti
 // (32 MiB) for 2.5 times its work.
 const PARAMS = { cost: 2 ** 13, blockSize: 8, parallelization: 10 };
 const KEY_LENGTH = 32;
+/** `scrypt$N$r$p`: how every hash made today begins. */
+const PARAMETER_PREFIX = ['scrypt', PARAMS.cost, PARAMS.blockSize, PARAMS.parallelization].join('$');
 
 function scrypt(password: string, salt: Buffer, options: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) =>
@@ -18,7 +20,7 @@ function scrypt(password: string, salt: Buffer, options: ScryptOptions): Promise
 export async function hashPassword(password: string): Promise<string> {
   const salt = randomBytes(16);
   const key = await scrypt(password, salt, PARAMS);
-  return ['scrypt', PARAMS.cost, PARAMS.blockSize, PARAMS.parallelization, salt.toString('base64'), key.toString('base64')].join('$');
+  return [PARAMETER_PREFIX, salt.toString('base64'), key.toString('base64')].join('$');
 }
 
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
@@ -35,9 +37,8 @@ export async function verifyPassword(password: string, stored: string): Promise<
 
 /** True for a hash made with other parameters than today's: rehash it at the next good login. */
 export function needsRehash(stored: string): boolean {
-  const [scheme, cost, blockSize, parallelization] = stored.split('$');
-  return scheme !== 'scrypt' || Number(cost) !== PARAMS.cost || Number(blockSize) !== PARAMS.blockSize || Number(parallelization) !== PARAMS.parallelization;
+  return !stored.startsWith(`${PARAMETER_PREFIX}$`);
 }
 
 /** A stand-in hash for unknown usernames, so a miss costs as much time as a wrong password. */
-export const DUMMY_PASSWORD_HASH = `scrypt$${PARAMS.cost}$${PARAMS.blockSize}$${PARAMS.parallelization}$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=`;
+export const DUMMY_PASSWORD_HASH = `${PARAMETER_PREFIX}$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=`;

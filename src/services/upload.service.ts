@@ -139,8 +139,10 @@ export class UploadService {
       let written: ChunkWritten;
       let md5State: Uint8Array;
       try {
-        const inspector = ChunkInspector.inspect(body, idle, { limit, totalSize, offset, md5, expectedChunkMd5, lease, gcPacer: this.gcPacer });
-        written = await this.store.writeChunk({ id: input.uploadId, totalSize, offset, state: parseState(claimed.storage_state) }, inspector);
+        const rules = { limit, totalSize, offset, md5, expectedChunkMd5, lease, gcPacer: this.gcPacer };
+        const inspector = ChunkInspector.inspect(body, idle, rules);
+        const stored = { id: input.uploadId, totalSize, offset, state: parseState(claimed.storage_state) };
+        written = await this.store.writeChunk(stored, inspector);
         md5State = await inspector.md5State();
       } catch (err) {
         md5.discard();
@@ -404,8 +406,8 @@ interface ChunkRules {
 }
 
 /**
- * Passes the chunk's bytes through to storage, feeding the whole-file md5 as they go and
- * failing (which stops the write) the moment a rule is broken. A stream, not an async
+ * Passes the chunk's bytes through to storage, handing them to the whole-file md5 as they go
+ * (a copy to a worker thread) and failing (which stops the write) the moment a rule is broken. A stream, not an async
  * iterator: per-buffer work stays synchronous, with no promise per 64 KiB.
  */
 class ChunkInspector extends Transform {

@@ -76,6 +76,33 @@ describe('md5 worker pool', () => {
     assert.equal(await digestOf(await session.save()), createHash('md5').update(big).digest('hex'));
   });
 
+  it('shares the slabs in flight among many sessions: each gets less, at least two', async () => {
+    const local = new Md5Pool(1);
+    try {
+      const start = await initialState();
+      const mib = randomBytes(1024 * KiB); // four slabs
+      const copiedAtOnce = (session: Md5Session) => {
+        let calledBack = false;
+        session.update(mib, () => (calledBack = true));
+        return calledBack;
+      };
+      const alone = local.open(start);
+      assert.equal(copiedAtOnce(alone), true, 'one session may have eight slabs in flight');
+      const crowd = Array.from({ length: 15 }, () => local.open(start));
+      const latecomer = local.open(start);
+      assert.equal(copiedAtOnce(latecomer), false, 'with 17 sessions open, the fourth slab waits');
+      // The sessions end (saved or discarded): the share grows back.
+      await alone.save();
+      for (const session of crowd) session.discard();
+      const next = local.open(start);
+      assert.equal(copiedAtOnce(next), true);
+      next.discard();
+      latecomer.discard();
+    } finally {
+      await local.close();
+    }
+  });
+
   it('forgets a discarded session without disturbing the others', async () => {
     const keep = pool.open(await initialState());
     const drop = pool.open(await initialState());

@@ -5,8 +5,14 @@ import type { FromWorker, ToWorker } from './md5-protocol';
 
 /** Bytes are copied into slabs this big and the slabs themselves are moved to a worker, not copied again. */
 const SLAB_BYTES = 256 * 1024;
-/** Slabs one session may have at its worker at once; past that its body waits (backpressure). */
-const SLABS_IN_FLIGHT_PER_SESSION = 8;
+/**
+ * Slabs one session may have at its worker at once; past that its body waits (backpressure).
+ * Eight hide a worker's latency from one fast upload; with many uploads at once each gets a
+ * share of IN_FLIGHT_SHARED (at least two), so memory does not grow by 2 MiB per upload.
+ */
+const MAX_SLABS_IN_FLIGHT_PER_SESSION = 8;
+const MIN_SLABS_IN_FLIGHT_PER_SESSION = 2;
+const IN_FLIGHT_SHARED = 32;
 /** Returned slabs kept for reuse, so a steady stream of chunks allocates nothing. */
 const SPARE_SLABS = 16;
 
@@ -21,6 +27,7 @@ export class Md5Pool {
   private readonly spareSlabs: ArrayBuffer[] = [];
   private nextWorker = 0;
   private nextSession = 1;
+  private openSessions = 0;
 
   constructor(workerCount = Math.max(1, Math.min(4, availableParallelism() - 1))) {
     this.workers = new Array(workerCount).fill(undefined);
@@ -31,7 +38,18 @@ export class Md5Pool {
     const index = this.nextWorker++ % this.workers.length;
     let worker = this.workers[index];
     if (!worker || worker.gone) worker = this.workers[index] = new HashWorker(this);
+    this.openSessions += 1;
     return worker.open(this.nextSession++, state);
+  }
+
+  sessionEnded(): void {
+    this.openSessions -= 1;
+  }
+
+  /** How many slabs a session may have at its worker now. */
+  slabsInFlightPerSession(): number {
+    const share = Math.floor(IN_FLIGHT_SHARED / Math.max(1, this.openSessions));
+    return Math.max(MIN_SLABS_IN_FLIGHT_PER_SESSION, Math.min(MAX_SLABS_IN_FLIGHT_PER_SESSION, share));
   }
 
   async close(): Promise<void> {
@@ -106,6 +124,7 @@ export class Md5Session {
   private resumeCopy?: () => void;
   private saving?: { resolve(state: Uint8Array): void; reject(err: Error): void };
   private failure?: Error;
+  private ended = false;
 
   constructor(
     private readonly worker: HashWorker,
@@ -123,7 +142,7 @@ export class Md5Session {
       if (this.failure) return done(this.failure);
       while (position < bytes.length) {
         if (!this.slab) {
-          if (this.slabsInFlight >= SLABS_IN_FLIGHT_PER_SESSION) {
+          if (this.slabsInFlight >= this.pool.slabsInFlightPerSession()) {
             this.resumeCopy = copy;
             return;
           }
@@ -156,7 +175,7 @@ export class Md5Session {
     if (this.slab) this.pool.returnSlab(this.slab.buffer as ArrayBuffer);
     this.slab = undefined;
     this.resumeCopy = undefined;
-    this.worker.forget(this.id);
+    this.end();
     this.worker.post({ type: 'discard', session: this.id });
   }
 
@@ -168,17 +187,24 @@ export class Md5Session {
   }
 
   saved(state: Uint8Array): void {
-    this.worker.forget(this.id);
+    this.end();
     this.saving?.resolve(state);
   }
 
   fail(err: Error): void {
     this.failure ??= err;
-    this.worker.forget(this.id);
+    this.end();
     this.saving?.reject(err);
     const resume = this.resumeCopy;
     this.resumeCopy = undefined;
     resume?.();
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.worker.forget(this.id);
+    this.pool.sessionEnded();
   }
 
   private sendSlab(): void {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createMD5 } from 'hash-wasm';
 import { Md5Pool, type Md5Session } from '../src/hashing/md5-pool';
@@ -111,6 +113,26 @@ describe('md5 worker pool', () => {
     await feed(keep, bytes);
     drop.discard();
     assert.equal(await digestOf(await keep.save()), createHash('md5').update(bytes).digest('hex'));
+  });
+
+  it('keeps a process alive while a session is open, and lets it exit once all have ended', () => {
+    // A process with nothing else to do: it must wait for the md5, then exit by itself.
+    const script = `
+      const { Md5Pool } = require(${JSON.stringify(path.resolve(__dirname, '../src/hashing/md5-pool.js'))});
+      const { createMD5 } = require('hash-wasm');
+      (async () => {
+        const md5 = await createMD5();
+        const session = new Md5Pool(1).open(md5.init().save());
+        // Enough for the worker to be busy well after this thread has nothing left to run.
+        session.update(Buffer.alloc(1536 * 1024, 'a'), () => session.save().then((state) => {
+          md5.load(state);
+          console.log(md5.digest('hex'));
+        }));
+      })();`;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000, cwd: path.resolve(__dirname, '..') });
+    assert.equal(child.signal, null, 'the process exited by itself');
+    assert.equal(child.status, 0, child.stderr);
+    assert.equal(child.stdout.trim(), createHash('md5').update(Buffer.alloc(1536 * 1024, 'a')).digest('hex'));
   });
 
   it('fails the sessions of a worker that dies, and starts a new one for the next session', async () => {

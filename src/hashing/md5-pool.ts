@@ -20,7 +20,7 @@ const SPARE_SLABS = 16;
  * Whole-file md5s computed on worker threads, so hashing (the costliest step of a chunk after
  * the kernel's own copying) runs beside the request handling instead of inside it. A session
  * continues from a saved hash-wasm state and ends with the new state to store with the offset.
- * Workers start on first use and never keep the process alive.
+ * Workers start on first use; an idle one never keeps the process alive.
  */
 export class Md5Pool {
   private readonly workers: (HashWorker | undefined)[];
@@ -73,14 +73,17 @@ class HashWorker {
 
   constructor(private readonly pool: Md5Pool) {
     this.worker = new Worker(path.join(__dirname, 'md5-worker.js'));
-    this.worker.unref();
     this.worker.on('message', (message: FromWorker) => this.receive(message));
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => this.fail(new Error(`The md5 worker exited (code ${code}).`)));
+    // After the listeners (a 'message' listener refs the port again): an idle worker never keeps
+    // the process alive; one with open sessions does, until they end.
+    this.worker.unref();
   }
 
   open(id: number, state: Uint8Array): Md5Session {
     const session = new Md5Session(this, this.pool, id);
+    if (this.sessions.size === 0) this.worker.ref();
     this.sessions.set(id, session);
     this.post({ type: 'open', session: id, state });
     return session;
@@ -91,7 +94,7 @@ class HashWorker {
   }
 
   forget(id: number): void {
-    this.sessions.delete(id);
+    if (this.sessions.delete(id) && this.sessions.size === 0) this.worker.unref();
   }
 
   terminate(): Promise<number> {
@@ -113,6 +116,7 @@ class HashWorker {
     this.gone = true;
     for (const session of this.sessions.values()) session.fail(err);
     this.sessions.clear();
+    this.worker.unref();
   }
 }
 

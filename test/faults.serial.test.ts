@@ -195,6 +195,30 @@ async function assertPartPrefix(instance: Instance, uploadId: string, bytes: Buf
 }
 
 /** Sends `bytes` through a raw chunk request in pieces (so the server sees them arrive over time). */
+/**
+ * SIGKILLs the server the instant `shouldKill` holds for a change inotify reports under
+ * `watched` (it gets the changed name); resolves with that name once the process is gone.
+ * Call it before starting the requests it should interrupt.
+ */
+async function killOnChange(instance: Instance, watched: string, shouldKill: (name: string) => boolean, what: string): Promise<string> {
+  const watcher = watch(watched);
+  let killedOn: string | undefined;
+  const changed = new Promise<string>((resolve) => {
+    watcher.on('change', (_type, name) => {
+      if (killedOn !== undefined || !shouldKill(String(name))) return;
+      killedOn = String(name);
+      instance.server.child.kill('SIGKILL');
+      resolve(killedOn);
+    });
+  });
+  try {
+    return await withTimeout(changed, 10_000, what);
+  } finally {
+    watcher.close();
+    await instance.kill();
+  }
+}
+
 async function sendInPieces(request: ReturnType<typeof openChunkRequest>, bytes: Buffer, piece = 64 * 1024, pauseMs = 0): Promise<void> {
   for (let at = 0; at < bytes.length; at += piece) {
     await request.send(bytes.subarray(at, at + piece));
@@ -461,26 +485,12 @@ describe(`faults (${databaseKind}; the server as its own process)`, () => {
       // The process dies the instant the chunk's last byte is in the part file (inotify), while
       // the server flushes it and commits the offset.
       const partPath = node.partPath(uploadId);
-      let written = false;
-      const watcher = watch(partPath);
-      const allWritten = new Promise<void>((resolve) => {
-        watcher.on('change', () => {
-          if (written || statSync(partPath, { throwIfNoEntry: false })?.size !== offset + CHUNK) return;
-          written = true;
-          node.server.child.kill('SIGKILL');
-          resolve();
-        });
-      });
+      const killed = killOnChange(node, partPath, () => statSync(partPath, { throwIfNoEntry: false })?.size === offset + CHUNK, 'the chunk never reached the part file');
       const answer = request.finish().then(
         (r) => `answered ${JSON.stringify(r.errors?.map((e) => e.extensions?.code) ?? r.data?.uploadChunk?.offset)}`,
         () => 'no answer',
       );
-      try {
-        await withTimeout(allWritten, 10_000, 'the chunk never reached the part file');
-      } finally {
-        watcher.close();
-        await node.kill();
-      }
+      await killed;
       const seen = await answer;
 
       await node.restart();
@@ -512,28 +522,14 @@ describe(`faults (${databaseKind}; the server as its own process)`, () => {
         all.push({ id, bytes: other });
       }
       const ids = new Set(all.map((u) => u.id));
-      let killedOn = '';
-      const watcher = watch(path.join(node.dataDir, 'files'));
-      const movedFirst = new Promise<void>((resolve) => {
-        watcher.on('change', (_type, name) => {
-          if (killedOn || !ids.has(String(name))) return;
-          killedOn = String(name);
-          node.server.child.kill('SIGKILL');
-          resolve();
-        });
-      });
+      const killed = killOnChange(node, path.join(node.dataDir, 'files'), (name) => ids.has(name), 'no completion moved its bytes');
       const answers = all.map(({ id, bytes: b }) =>
         admin.complete(id, md5(b)).then(
           (r) => (r.errors ? String(r.errors[0].extensions?.code) : 'File'),
           () => 'no answer',
         ),
       );
-      try {
-        await withTimeout(movedFirst, 10_000, 'no completion moved its bytes');
-      } finally {
-        watcher.close();
-        await node.kill();
-      }
+      const killedOn = await killed;
       const seen = await Promise.all(answers);
 
       await node.restart();

@@ -27,7 +27,6 @@ export class Md5Pool {
   private readonly spareSlabs: ArrayBuffer[] = [];
   private nextWorker = 0;
   private nextSession = 1;
-  private openSessions = 0;
 
   constructor(workerCount = Math.max(1, Math.min(4, availableParallelism() - 1))) {
     this.workers = new Array(workerCount).fill(undefined);
@@ -38,17 +37,13 @@ export class Md5Pool {
     const index = this.nextWorker++ % this.workers.length;
     let worker = this.workers[index];
     if (!worker || worker.gone) worker = this.workers[index] = new HashWorker(this);
-    this.openSessions += 1;
     return worker.open(this.nextSession++, state);
-  }
-
-  sessionEnded(): void {
-    this.openSessions -= 1;
   }
 
   /** How many slabs a session may have at its worker now. */
   slabsInFlightPerSession(): number {
-    const share = Math.floor(IN_FLIGHT_SHARED / Math.max(1, this.openSessions));
+    const openSessions = this.workers.reduce((sum, worker) => sum + (worker?.sessionCount ?? 0), 0);
+    const share = Math.floor(IN_FLIGHT_SHARED / Math.max(1, openSessions));
     return Math.max(MIN_SLABS_IN_FLIGHT_PER_SESSION, Math.min(MAX_SLABS_IN_FLIGHT_PER_SESSION, share));
   }
 
@@ -93,6 +88,10 @@ class HashWorker {
     this.worker.postMessage(message, transfer);
   }
 
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
   forget(id: number): void {
     if (this.sessions.delete(id) && this.sessions.size === 0) this.worker.unref();
   }
@@ -128,7 +127,6 @@ export class Md5Session {
   private resumeCopy?: () => void;
   private saving?: { resolve(state: Uint8Array): void; reject(err: Error): void };
   private failure?: Error;
-  private ended = false;
 
   constructor(
     private readonly worker: HashWorker,
@@ -179,7 +177,7 @@ export class Md5Session {
     if (this.slab) this.pool.returnSlab(this.slab.buffer as ArrayBuffer);
     this.slab = undefined;
     this.resumeCopy = undefined;
-    this.end();
+    this.worker.forget(this.id);
     this.worker.post({ type: 'discard', session: this.id });
   }
 
@@ -191,24 +189,17 @@ export class Md5Session {
   }
 
   saved(state: Uint8Array): void {
-    this.end();
+    this.worker.forget(this.id);
     this.saving?.resolve(state);
   }
 
   fail(err: Error): void {
     this.failure ??= err;
-    this.end();
+    this.worker.forget(this.id);
     this.saving?.reject(err);
     const resume = this.resumeCopy;
     this.resumeCopy = undefined;
     resume?.();
-  }
-
-  private end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.worker.forget(this.id);
-    this.pool.sessionEnded();
   }
 
   private sendSlab(): void {

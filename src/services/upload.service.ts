@@ -407,8 +407,8 @@ interface ChunkRules {
 
 /**
  * Passes the chunk's bytes through to storage, handing them to the whole-file md5 as they go
- * (a copy to a worker thread) and failing (which stops the write) the moment a rule is broken. A stream, not an async
- * iterator: per-buffer work stays synchronous, with no promise per 64 KiB.
+ * (a copy to a worker thread) and failing (which stops the write) the moment a rule is broken.
+ * A stream, not an async iterator: per-buffer work stays synchronous, with no promise per 64 KiB.
  */
 class ChunkInspector extends Transform {
   private seen = 0;

@@ -52,4 +52,10 @@ export const Errors = {
   uploadExpired: () => new AppError('UPLOAD_EXPIRED', 'This upload has expired: start a new one.'),
   uploadNotActive: (status: string) =>
     new AppError('UPLOAD_NOT_ACTIVE', `This upload is ${status} and takes no more chunks.`, { status }),
+  storageUnavailable: (expectedOffset: number, reason: 'full' | 'not writable' | 'unreachable') =>
+    new AppError(
+      'STORAGE_UNAVAILABLE',
+      `The server could not store the chunk (storage is ${reason}). Nothing was stored: retry from offset ${expectedOffset} later.`,
+      { expectedOffset },
+    ),
 };

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../src/config';
 import { openStore } from '../src/storage';
-import { FileMissingError, type FileStore, type StoredUpload } from '../src/storage/file-store';
+import { FileMissingError, type FileStore, type StoredUpload, type WriterLease } from '../src/storage/file-store';
 import { randomFile } from './helpers/client';
 import { S3_SKIP, s3Env } from './helpers/s3';
 
@@ -38,6 +38,33 @@ function failingAfter(bytes: Buffer, failAt: number): Readable {
   );
 }
 
+let generations = 0;
+
+/** A lease as a writer sees it; `lost` makes it refuse as a writer past its deadline does. */
+function lease(): WriterLease & { lost: boolean } {
+  return {
+    generation: ++generations,
+    lost: false,
+    assertHeld() {
+      if (this.lost) throw new Error('lease lost');
+    },
+  };
+}
+
+/** A chunk body that sends `first`, then waits until `release()` before sending `rest`: a writer frozen mid-chunk. */
+function frozenAfter(first: Buffer, rest: Buffer): { body: Readable; release: () => void } {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const body = Readable.from(
+    (async function* () {
+      yield first;
+      await released;
+      yield* chunksOf(rest);
+    })(),
+  );
+  return { body, release };
+}
+
 /** Writes `bytes` in chunks of the given sizes, committing each returned state as the service does. */
 async function writeAll(store: FileStore, upload: StoredUpload, bytes: Buffer, sizes: number[]): Promise<StoredUpload> {
   let current = upload;
@@ -45,8 +72,9 @@ async function writeAll(store: FileStore, upload: StoredUpload, bytes: Buffer, s
   while (current.offset < bytes.length) {
     const size = sizes[i++ % sizes.length];
     const chunk = bytes.subarray(current.offset, current.offset + size);
-    const written = await store.writeChunk(current, chunksOf(chunk));
+    const written = await store.writeChunk(current, chunksOf(chunk), lease());
     assert.equal(written.bytesWritten, chunk.length);
+    await store.stateCommitted(current.id, current.state, written.state);
     current = { ...current, offset: current.offset + written.bytesWritten, state: written.state };
   }
   return current;
@@ -86,12 +114,53 @@ function conformance(name: string, env: () => Record<string, string>, skip: stri
       const bytes = randomFile(7 * MiB);
       let upload = await writeAll(store, await start(bytes.length), bytes.subarray(0, 2 * MiB), [2 * MiB]);
       const rest = bytes.subarray(upload.offset);
-      await assert.rejects(store.writeChunk(upload, failingAfter(rest, MiB)), /client went away/);
+      await assert.rejects(store.writeChunk(upload, failingAfter(rest, MiB), lease()), /client went away/);
       // A different retry (different bytes were cut off) at the same committed offset and state.
-      const written = await store.writeChunk(upload, chunksOf(rest));
+      const written = await store.writeChunk(upload, chunksOf(rest), lease());
       upload = { ...upload, offset: upload.offset + written.bytesWritten, state: written.state };
       await store.publishUpload(upload, upload.id);
       assert.equal(md5(await readAll(await store.readFile(upload.id))), md5(bytes));
+    });
+
+    it('writes nothing for a writer whose lease is already lost', async () => {
+      const bytes = randomFile(6 * MiB);
+      const upload = await writeAll(store, await start(bytes.length), bytes.subarray(0, MiB), [MiB]);
+      const gone = lease();
+      gone.lost = true;
+      await assert.rejects(store.writeChunk(upload, chunksOf(randomFile(5 * MiB)), gone), /lease lost/);
+      const done = await writeAll(store, upload, bytes, [5 * MiB]);
+      await store.publishUpload(done, done.id);
+      assert.equal(md5(await readAll(await store.readFile(done.id))), md5(bytes));
+    });
+
+    it('fences off a writer frozen mid-chunk: what it writes after a takeover never becomes visible', { timeout: 60_000 }, async () => {
+      // Big enough that both writers cut full parts on S3 (5 MiB parts in these tests).
+      const bytes = randomFile(19 * MiB + 77);
+      const upload = await writeAll(store, await start(bytes.length), bytes.subarray(0, 3 * MiB + 5), [3 * MiB + 5]);
+
+      // Writer 1 (an older generation) starts its chunk and freezes with most of it unsent.
+      const junk = randomFile(12 * MiB);
+      const frozen = frozenAfter(junk.subarray(0, 64 * 1024), junk.subarray(64 * 1024));
+      const oldWriter = store.writeChunk(upload, frozen.body, lease());
+      await new Promise((resolve) => setTimeout(resolve, 200));
+
+      // Its lease ran out; writer 2 takes over, fences, writes the real bytes and commits.
+      const taker = lease();
+      const fencedState = await store.fenceOlderWriters(upload, taker);
+      await store.stateCommitted(upload.id, upload.state, fencedState);
+      const fenced = { ...upload, state: fencedState };
+      const rest = bytes.subarray(fenced.offset, fenced.offset + 12 * MiB);
+      const written = await store.writeChunk(fenced, chunksOf(rest), taker);
+      await store.stateCommitted(fenced.id, fenced.state, written.state);
+      let current: StoredUpload = { ...fenced, offset: fenced.offset + written.bytesWritten, state: written.state };
+
+      // Writer 1 wakes up and writes everything it had, past all of its own checks.
+      frozen.release();
+      await oldWriter.catch(() => undefined);
+
+      current = await writeAll(store, current, bytes, [4 * MiB]);
+      await store.publishUpload(current, current.id);
+      assert.equal(md5(await readAll(await store.readFile(current.id))), md5(bytes), 'the file is exactly the bytes the current holders wrote');
     });
 
     it('publishes idempotently (a completion retried after its commit was lost)', async () => {

@@ -1,8 +1,8 @@
-import { ChunkedUpload } from './chunked-upload.entity';
+import { ChunkedUpload } from '../uploads/chunked-upload.entity';
 import { File } from './file.entity';
 import { LoginThrottle } from './login-throttle.entity';
 import { User } from './user.entity';
 
 export const entities = [User, ChunkedUpload, File, LoginThrottle];
 export { ChunkedUpload, File, LoginThrottle, User };
-export { UploadStatus } from './chunked-upload.entity';
+export { UploadStatus } from '../uploads/chunked-upload.entity';

@@ -1,7 +1,8 @@
 import type { MikroORM } from '@mikro-orm/core';
 import type { Logger } from 'pino';
 import { ChunkedUpload, File, UploadStatus } from '../entities';
-import { parseState, type FileStore } from '../storage/file-store';
+import type { FileStore } from '../storage/file-store';
+import type { LeaseRepository } from '../uploads/lease.repository';
 import type { LoginThrottleService } from './login-throttle.service';
 import { isUuid } from './validation';
 
@@ -25,6 +26,7 @@ export type Progress = (message: string) => void;
 export class CleanupService {
   constructor(
     private readonly orm: MikroORM,
+    private readonly leases: LeaseRepository,
     private readonly store: FileStore,
     private readonly loginThrottle: LoginThrottleService,
     private readonly log: Logger,
@@ -51,13 +53,9 @@ export class CleanupService {
 
   /** Marks expired uploads EXPIRED (never one a live writer holds), then drops their bytes. */
   private async expireUploads(): Promise<number> {
-    const rows: { id: string; storage_state: unknown }[] = await this.orm.em.getConnection().execute(
-      `update chunked_uploads set status = 'EXPIRED', updated_at = now()
-        where status = 'UPLOADING' and expires_at <= now() and (lock_token is null or lock_expires_at <= now())
-        returning id, storage_state`,
-    );
-    for (const row of rows) await this.store.deleteUpload(row.id, parseState(row.storage_state));
-    return rows.length;
+    const expired = await this.leases.expireAbandoned();
+    for (const upload of expired) await this.store.deleteUpload(upload.id, upload.storageState ?? null);
+    return expired.length;
   }
 
   private async purgeFinishedRecords(): Promise<number> {

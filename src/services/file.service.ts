@@ -1,8 +1,8 @@
-import { UniqueConstraintViolationException, type FilterQuery, type MikroORM } from '@mikro-orm/core';
+import { UniqueConstraintViolationException, type EntityManager, type FilterQuery, type MikroORM } from '@mikro-orm/core';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { ChunkedUpload, File, UploadStatus, type User } from '../entities';
+import { File, type User } from '../entities';
 import { Errors } from '../errors';
 import type { ByteRange, FileStore } from '../storage/file-store';
 import { cleanDescription, escapeLike, isUuid, MAX_FILENAME_BYTES, refuseNul } from './validation';
@@ -128,44 +128,18 @@ export class FileService {
   }
 
   /**
-   * Turns a fully uploaded, leased upload into a library File in one unit of work: the File
-   * row and the upload's COMPLETE status are written in a transaction, the bytes are moved
-   * just before it commits, and a failure anywhere rolls the rows back. Moving is idempotent,
-   * so if the commit is lost after the move, completing again finishes the job; the bytes
-   * are never removed, so there is never a row without bytes.
+   * Runs `create` in a transaction with the first free name for `wanted` (API.md: a clash
+   * becomes "name_1.ext", ...). Two creators racing for one name: the unique index lets one
+   * through, and the other runs again with the next free name.
    */
-  async publish(upload: ChunkedUpload, leaseToken: string, details: { description: string; md5: string }): Promise<File> {
+  async createWithFreeName(wanted: string, create: (em: EntityManager, name: string) => Promise<File>): Promise<File> {
     const taken = new Set<string>();
     for (let attempt = 0; attempt < MAX_NAME_ATTEMPTS; attempt++) {
-      const name = await this.freeName(upload.filename, taken);
+      const name = await this.freeName(wanted, taken);
       try {
-        const file = await this.orm.em.fork().transactional(async (em) => {
-          const completed = await em.nativeUpdate(
-            ChunkedUpload,
-            { id: upload.id, lockToken: leaseToken, status: UploadStatus.UPLOADING },
-            { status: UploadStatus.COMPLETE, lockToken: null, lockExpiresAt: null, updatedAt: new Date() },
-          );
-          if (completed !== 1) throw Errors.uploadLocked();
-          const file = em.create(File, {
-            id: upload.id,
-            name,
-            description: details.description,
-            size: upload.totalSize,
-            md5: details.md5,
-            mimeType: upload.mimeType,
-            author: upload.owner,
-            uploadedAt: new Date(),
-          });
-          await em.flush();
-          await this.store.publishUpload(
-            { id: upload.id, totalSize: upload.totalSize, offset: upload.offset, state: upload.storageState ?? null },
-            file.id,
-          );
-          return file;
-        });
+        const file = await this.orm.em.fork().transactional((em) => create(em, name));
         return this.get(file.id);
       } catch (err) {
-        // Two completions raced for one name: the unique index let one through; try the next.
         if (err instanceof UniqueConstraintViolationException && err.message.includes(NAME_INDEX)) {
           taken.add(name.toLowerCase());
           continue;
@@ -173,7 +147,7 @@ export class FileService {
         throw err;
       }
     }
-    this.log.error({ uploadId: upload.id, filename: upload.filename }, 'no free file name after many attempts');
+    this.log.error({ filename: wanted }, 'no free file name after many attempts');
     throw Errors.uploadLocked();
   }
 

@@ -4,11 +4,12 @@ import type { Config } from '../config';
 import { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
 import type { FileStore } from '../storage/file-store';
+import { LeaseRepository } from '../uploads/lease.repository';
+import { UploadService } from '../uploads/upload.service';
 import { AuthService } from './auth.service';
 import { CleanupService } from './cleanup.service';
 import { FileService } from './file.service';
 import { LoginThrottleService } from './login-throttle.service';
-import { UploadService } from './upload.service';
 import { UserService } from './user.service';
 
 export interface Services {
@@ -24,6 +25,8 @@ export function createServices(orm: MikroORM, store: FileStore, md5: Md5Pool, co
   const throttle = new LoginThrottleService(orm);
   const auth = new AuthService(orm, throttle, config, log);
   const files = new FileService(orm, store, log);
-  const uploads = new UploadService(orm, store, md5, files, config, log, GcPacer.create(config.gcPaceBytes));
-  return { config, auth, files, uploads, users: new UserService(orm), cleanup: new CleanupService(orm, store, throttle, log) };
+  const leases = new LeaseRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds);
+  const uploads = new UploadService(orm, leases, store, md5, files, config, log, GcPacer.create(config.gcPaceBytes));
+  const cleanup = new CleanupService(orm, leases, store, throttle, log);
+  return { config, auth, files, uploads, users: new UserService(orm), cleanup };
 }

@@ -1,22 +1,43 @@
-import { constants, createWriteStream } from 'node:fs';
-import { mkdir, open, opendir, rename, rm, stat, truncate, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { copyFile, mkdir, open, opendir, rename, rm, stat, truncate, type FileHandle } from 'node:fs/promises';
+import type { WriteStream } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FileMissingError, type ByteRange, type ChunkWritten, type FileStore, type StoredUpload } from './file-store';
+import {
+  FileMissingError,
+  StorageUnavailableError,
+  type ByteRange,
+  type ChunkWritten,
+  type FileStore,
+  type StoredUpload,
+  type StoreState,
+  type WriterLease,
+} from './file-store';
 
 const WRITE_BUFFER_BYTES = 1024 * 1024;
 const PREFERRED_CHUNK_BYTES = 8 * 1024 * 1024;
-const PART_SUFFIX = '.part';
+/** `<upload id>.part`, or `<upload id>.<generation>.part` once a takeover by that generation fenced it. */
+const PART_FILE = /^([0-9a-zA-Z-]{1,64})(?:\.(\d+))?\.part$/;
 
 export interface DiskStoreOptions {
   /** fsync every chunk before acknowledging it (durability of an acknowledged chunk). */
   fsync: boolean;
 }
 
+/** Which part file holds an upload's bytes: the generation of the last takeover, if any. */
+interface DiskUploadState {
+  fencedBy?: number;
+}
+
 /**
  * Local-disk storage: `uploads/<id>.part` while in progress, `files/<id>` once published.
  * Both directories sit under one root so publishing is a rename, never a copy.
+ *
+ * Fencing: a writer opens the part file its committed state names, then checks its lease, then
+ * writes through that handle only. A takeover copies the committed bytes into a new part file
+ * named by its generation and commits that name: a writer of an older generation keeps writing
+ * into the old file, which no committed state names any more.
  */
 export class DiskStore implements FileStore {
   private readonly uploadsDir: string;
@@ -39,43 +60,82 @@ export class DiskStore implements FileStore {
   }
 
   async createUpload(uploadId: string): Promise<null> {
-    const fh = await open(this.partPath(uploadId), constants.O_CREAT | constants.O_WRONLY | constants.O_TRUNC, 0o600);
-    await fh.close();
+    await storageCall(async () => {
+      const fh = await open(this.partPath(uploadId, null), constants.O_CREAT | constants.O_WRONLY | constants.O_TRUNC, 0o600);
+      await fh.close();
+    });
     return null;
   }
 
-  async writeChunk(upload: StoredUpload, data: Readable): Promise<ChunkWritten> {
-    const part = this.partPath(upload.id);
-    // Never creates (truncate and r+ fail on a missing file): a lost part file is an error,
-    // not a silently zero-filled upload.
-    await truncate(part, upload.offset);
-    // While one write is in flight, the buffers behind it queue up and go out in one writev:
-    // disk and CPU overlap, and a MiB costs one syscall instead of sixteen. `flush` syncs the
-    // bytes to disk before the stream closes, so before the offset can be committed.
-    const out = createWriteStream(part, {
-      flags: 'r+',
-      start: upload.offset,
-      highWaterMark: WRITE_BUFFER_BYTES,
-      flush: this.options.fsync,
+  async fenceOlderWriters(upload: StoredUpload, lease: WriterLease): Promise<StoreState> {
+    const fenced = { fencedBy: lease.generation } satisfies DiskUploadState;
+    const from = this.partPath(upload.id, upload.state);
+    const to = this.partPath(upload.id, fenced);
+    await storageCall(async () => {
+      // A reflink where the file system has them, else an in-kernel copy. Only the committed
+      // bytes count: whatever an older writer put after them is cut off.
+      await copyFile(from, to, constants.COPYFILE_FICLONE);
+      await truncate(to, upload.offset);
+      if (this.options.fsync) {
+        await syncFile(to);
+        await syncFile(this.uploadsDir);
+      }
     });
-    await pipeline(data, out);
-    return { bytesWritten: out.bytesWritten, state: null };
+    return fenced;
+  }
+
+  async writeChunk(upload: StoredUpload, data: Readable, lease: WriterLease): Promise<ChunkWritten> {
+    // 'r+' never creates: a lost part file is an error, not a silently zero-filled upload.
+    const fh = await storageCall(() => open(this.partPath(upload.id, upload.state), 'r+'));
+    let out: WriteStream | undefined;
+    try {
+      // Checked once the handle is open: a writer frozen before this point finds its lease gone,
+      // and one frozen after it holds the file a takeover has since replaced.
+      lease.assertHeld();
+      await fh.truncate(upload.offset);
+      // While one write is in flight, the buffers behind it queue up and go out in one writev:
+      // disk and CPU overlap, and a MiB costs one syscall instead of sixteen. `flush` syncs the
+      // bytes to disk before the stream closes the handle, so before the offset can be committed.
+      out = fh.createWriteStream({ start: upload.offset, highWaterMark: WRITE_BUFFER_BYTES, flush: this.options.fsync });
+      await pipeline(data, out);
+      return { bytesWritten: out.bytesWritten, state: upload.state };
+    } catch (err) {
+      throw asStorageFailure(err);
+    } finally {
+      // The stream closes the handle itself once it is done, failed or not.
+      if (!out) await fh.close();
+    }
+  }
+
+  async stateCommitted(uploadId: string, previous: StoreState, committed: StoreState): Promise<void> {
+    const before = this.partPath(uploadId, previous);
+    if (before !== this.partPath(uploadId, committed)) await rm(before, { force: true });
   }
 
   async publishUpload(upload: StoredUpload, fileId: string): Promise<void> {
     const target = this.filePath(fileId);
-    try {
-      await rename(this.partPath(upload.id), target);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      const published = await stat(target).catch(() => null);
-      if (published?.size !== upload.totalSize) throw new FileMissingError(`upload ${upload.id}`);
-    }
-    if (this.options.fsync) await syncDirectory(this.filesDir);
+    await storageCall(async () => {
+      try {
+        await rename(this.partPath(upload.id, upload.state), target);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        const published = await stat(target).catch(() => null);
+        if (published?.size !== upload.totalSize) throw new FileMissingError(`upload ${upload.id}`);
+      }
+      if (this.options.fsync) await syncFile(this.filesDir);
+    });
   }
 
-  async deleteUpload(uploadId: string): Promise<void> {
-    await rm(this.partPath(uploadId), { force: true });
+  async deleteUpload(uploadId: string, state?: StoreState): Promise<void> {
+    await rm(this.partPath(uploadId, null), { force: true });
+    if (state !== undefined) {
+      await rm(this.partPath(uploadId, state), { force: true });
+      return;
+    }
+    // State unknown (an orphan): whatever part files a takeover made for it.
+    for await (const entry of await opendir(this.uploadsDir)) {
+      if (entry.isFile() && PART_FILE.exec(entry.name)?.[1] === uploadId) await rm(path.join(this.uploadsDir, entry.name), { force: true });
+    }
   }
 
   async readFile(fileId: string, range?: ByteRange): Promise<Readable> {
@@ -94,8 +154,11 @@ export class DiskStore implements FileStore {
   }
 
   async *listUploadIds(): AsyncIterable<string> {
+    const seen = new Set<string>();
     for await (const entry of await opendir(this.uploadsDir)) {
-      if (entry.isFile() && entry.name.endsWith(PART_SUFFIX)) yield entry.name.slice(0, -PART_SUFFIX.length);
+      const id = entry.isFile() ? PART_FILE.exec(entry.name)?.[1] : undefined;
+      if (id && !seen.has(id)) yield id;
+      if (id) seen.add(id);
     }
   }
 
@@ -105,8 +168,10 @@ export class DiskStore implements FileStore {
     }
   }
 
-  private partPath(uploadId: string): string {
-    return path.join(this.uploadsDir, assertSafeKey(uploadId) + PART_SUFFIX);
+  private partPath(uploadId: string, state: StoreState): string {
+    const fencedBy = (state as DiskUploadState | null)?.fencedBy;
+    const name = fencedBy === undefined ? `${assertSafeKey(uploadId)}.part` : `${assertSafeKey(uploadId)}.${fencedBy}.part`;
+    return path.join(this.uploadsDir, name);
   }
 
   private filePath(fileId: string): string {
@@ -120,13 +185,32 @@ function assertSafeKey(key: string): string {
   return key;
 }
 
-/** A rename is durable only once its directory is flushed. */
-async function syncDirectory(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+/** A new name (or a rename) is durable only once its directory is flushed; file contents once the file is. */
+async function syncFile(file: string): Promise<void> {
+  const fh = await open(file, 'r');
   try {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+const FULL = new Set(['ENOSPC', 'EDQUOT']);
+const NOT_WRITABLE = new Set(['EROFS', 'EACCES', 'EPERM', 'EIO']);
+
+/** The file system's own failures, as the storage failure a client can wait out. */
+function asStorageFailure(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code ?? '';
+  if (FULL.has(code)) return new StorageUnavailableError('full', { cause: err });
+  if (NOT_WRITABLE.has(code)) return new StorageUnavailableError('not writable', { cause: err });
+  return err;
+}
+
+async function storageCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw asStorageFailure(err);
   }
 }
 

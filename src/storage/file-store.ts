@@ -14,12 +14,6 @@ export interface ByteRange {
  */
 export type StoreState = Record<string, unknown> | null;
 
-/** A state column as a raw query returns it (jsonb arrives parsed; tolerate text too). */
-export function parseState(value: unknown): StoreState {
-  if (value === null || value === undefined) return null;
-  return (typeof value === 'string' ? JSON.parse(value) : value) as StoreState;
-}
-
 /** An upload as the store sees it. */
 export interface StoredUpload {
   id: string;
@@ -36,9 +30,26 @@ export interface ChunkWritten {
 }
 
 /**
+ * The writer's side of an upload's lease, handed to the store with every write. Leases are
+ * fenced: each claim takes a higher generation, and a claim that takes over a lease which ran
+ * out unreleased first has the store fence off everything an older generation may still do.
+ */
+export interface WriterLease {
+  /** Monotonic per upload: a later claim always has a higher generation. */
+  readonly generation: number;
+  /**
+   * Throws (UPLOAD_LOCKED) once this writer can no longer be sure it holds the lease. Stores
+   * call it after they have a handle on where the bytes go and before each write that a
+   * later holder could see.
+   */
+  assertHeld(): void;
+}
+
+/**
  * Where bytes live: the partial bytes of uploads in progress, and the files of the library.
  * Implementations keep no database state of their own; the upload service decides who may
- * write where, and persists the StoreState they return.
+ * write where, and persists the StoreState they return. Failures of the storage itself (full,
+ * read-only, unreachable) are thrown as StorageUnavailableError.
  */
 export interface FileStore {
   /** A chunk size that suits this backend for a file of `totalSize` bytes (told to clients). */
@@ -48,13 +59,27 @@ export interface FileStore {
   createUpload(uploadId: string, totalSize: number): Promise<StoreState>;
 
   /**
+   * Called by a writer that took over a lease which ran out without being released: its
+   * holder (a frozen process, say) may still wake up and write. Afterwards nothing a writer of
+   * an older generation does can become visible. Returns the state to persist before writing.
+   */
+  fenceOlderWriters(upload: StoredUpload, lease: WriterLease): Promise<StoreState>;
+
+  /**
    * Writes `data` into the upload after its `offset` bytes and resolves once those bytes
    * are durable. Anything past `offset` left by an earlier cut-off write is discarded or
    * overwritten. If `data` fails, the write stops and the error is rethrown: what was
    * written does not count, and the upload's committed state stays valid.
-   * The caller must hold the upload's lease: two writers at once would interleave.
    */
-  writeChunk(upload: StoredUpload, data: Readable): Promise<ChunkWritten>;
+  writeChunk(upload: StoredUpload, data: Readable, lease: WriterLease): Promise<ChunkWritten>;
+
+  /**
+   * A state this store returned (from a chunk or a fence) is now committed in place of
+   * `previous`: forget what only the previous state needed (S3: tail objects merged into a
+   * part; disk: the file a fence replaced). Best effort; publishing and deleting the upload
+   * remove what is left.
+   */
+  stateCommitted(uploadId: string, previous: StoreState, committed: StoreState): Promise<void>;
 
   /**
    * Moves a finished upload (offset == totalSize) into the library as file `fileId`.
@@ -81,5 +106,19 @@ export class FileMissingError extends Error {
   constructor(readonly key: string) {
     super(`Stored bytes for ${key} are missing.`);
     this.name = 'FileMissingError';
+  }
+}
+
+/** Why storage refused: the client can only wait (and resend from the stored offset). */
+export type StorageFailure = 'full' | 'not writable' | 'unreachable';
+
+/** The storage itself failed (not the request): disk full or read-only, object store down. */
+export class StorageUnavailableError extends Error {
+  constructor(
+    readonly reason: StorageFailure,
+    options?: { cause?: unknown },
+  ) {
+    super(`Storage is ${reason}.`, options);
+    this.name = 'StorageUnavailableError';
   }
 }

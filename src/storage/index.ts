@@ -7,7 +7,7 @@ import type { FileStore } from './file-store';
 export async function openStore(config: Config): Promise<FileStore> {
   if (config.storage.kind === 's3') {
     const { S3Store } = await import('./s3-store.js');
-    return S3Store.open({ ...config.storage, stagingDir: path.join(config.dataDir, 's3-staging') });
+    return S3Store.open({ ...config.storage, stagingDir: path.join(config.dataDir, 's3-staging'), maxChunkSize: config.maxChunkSize });
   }
   return DiskStore.open(config.dataDir, { fsync: config.chunkFsync });
 }

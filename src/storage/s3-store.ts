@@ -11,34 +11,41 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { randomUUID } from 'node:crypto';
-import type { S3StorageConfig } from '../config';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { S3StorageConfig } from '../config';
 import {
   FileMissingError,
+  StorageUnavailableError,
   type ByteRange,
   type ChunkWritten,
   type FileStore,
   type StoredUpload,
   type StoreState,
+  type WriterLease,
 } from './file-store';
+import { isS3Code, S3Calls } from './s3-calls';
 
 const MiB = 1024 * 1024;
 /** S3: every part but the last is at least 5 MiB, and an upload has at most 10,000 parts. */
 const S3_MIN_PART_SIZE = 5 * MiB;
 const S3_MAX_PARTS = 10_000;
-const PART_ATTEMPTS = 3;
+/** Part sizes are chosen so a file fits in this many parts; the rest are spent on fences. */
+const PLANNED_PARTS = 9_000;
+/** More staged tail objects than this are merged into one, so a part is never made of many small reads. */
+const MAX_TAIL_SEGMENTS = 8;
 
 export interface S3StoreOptions extends Omit<S3StorageConfig, 'kind'> {
-  /** A local directory for the chunks this process is turning into parts right now. */
+  /** A local directory for the part this process is receiving right now. */
   stagingDir: string;
+  /** The largest chunk a writer may send: bounds how many part numbers one writer can use. */
+  maxChunkSize: number;
 }
 
 interface Part {
@@ -47,25 +54,38 @@ interface Part {
   size: number;
 }
 
+interface TailSegment {
+  key: string;
+  size: number;
+}
+
 /** An upload in progress: an S3 multipart upload at the file's final key. */
 interface S3UploadState {
   multipartId: string;
   partSize: number;
-  /** Committed parts, in order; their sizes plus the tail's add up to the upload's offset. */
+  /** Committed parts, ascending; their sizes plus the tail's add up to the upload's offset. */
   parts: Part[];
-  /** Bytes after the last full part, kept as a staging object until more arrive. */
-  tail: { key: string; size: number } | null;
+  /** Where the next writer's part numbers start; a fence moves it past an older writer's. */
+  nextPart: number;
+  /** Bytes after the last full part, as staging objects in order (together less than a part). */
+  tail: TailSegment[];
 }
 
 /**
  * S3-compatible object storage. An upload is a multipart upload created at the file's final
- * key, so completing it publishes the file. Chunks need not match S3's part rules: each chunk
- * is staged in a local file (never in memory), cut into parts of `partSize`, and what is left
- * over is kept as a small staging object that the next chunk (on any server instance) picks up.
+ * key, so completing it publishes the file. Chunks need not match S3's part rules: a chunk's
+ * bytes are cut into parts while they arrive (each part staged in a local file while it fills,
+ * and uploaded while the next one fills), and what is left over is kept as a small staging
+ * object that the next chunk (on any server instance) turns into the start of a part.
+ *
+ * Fencing: part numbers and tail keys are never reused by a newer lease holder. A takeover
+ * moves `nextPart` past every number an older writer could still upload, so a frozen writer
+ * that wakes up writes parts that no committed state lists, and CompleteMultipartUpload
+ * names only committed parts.
  */
 export class S3Store implements FileStore {
   private constructor(
-    private readonly s3: S3Client,
+    private readonly calls: S3Calls,
     private readonly options: S3StoreOptions,
   ) {}
 
@@ -78,8 +98,10 @@ export class S3Store implements FileStore {
       // The SDK's default aws-chunked streaming bodies are refused by several S3-compatible servers.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // S3Calls retries with its own backoff, re-making streamed bodies; the SDK must not stack its retries on top.
+      maxAttempts: 1,
     });
-    const store = new S3Store(s3, options);
+    const store = new S3Store(new S3Calls(s3), options);
     await mkdir(options.stagingDir, { recursive: true });
     await store.ensureBucket();
     return store;
@@ -90,46 +112,34 @@ export class S3Store implements FileStore {
   }
 
   async createUpload(uploadId: string, totalSize: number): Promise<StoreState> {
-    const { UploadId } = await this.s3.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.fileKey(uploadId) }));
-    const state: S3UploadState = { multipartId: UploadId!, partSize: this.partSizeFor(totalSize), parts: [], tail: null };
-    return { ...state };
+    const { UploadId } = await this.calls.run('create a multipart upload', (s3) =>
+      s3.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.fileKey(uploadId) })),
+    );
+    return toStoreState({ multipartId: UploadId!, partSize: this.partSizeFor(totalSize), parts: [], nextPart: 1, tail: [] });
   }
 
-  async writeChunk(upload: StoredUpload, data: Readable): Promise<ChunkWritten> {
+  async fenceOlderWriters(upload: StoredUpload): Promise<StoreState> {
     const state = asState(upload.state);
-    const staged = path.join(this.options.stagingDir, `${upload.id}-${randomUUID()}`);
-    try {
-      if (state.tail) {
-        const tail = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: state.tail.key }));
-        await pipeline(tail.Body as Readable, createWriteStream(staged));
-      }
-      const sink = createWriteStream(staged, { flags: 'a' });
-      await pipeline(data, sink);
-      const bytesWritten = sink.bytesWritten;
+    // A writer uploads at most this many parts: a chunk plus a tail shorter than one part, or the last part at publishing.
+    const perWriter = Math.ceil(this.options.maxChunkSize / state.partSize) + 1;
+    const nextPart = state.nextPart + perWriter;
+    if (nextPart + perWriter > S3_MAX_PARTS + 1) {
+      throw new Error(`Upload ${upload.id} has been taken over too often to fence again within S3's ${S3_MAX_PARTS} parts`);
+    }
+    return toStoreState({ ...state, nextPart });
+  }
 
-      const stagedSize = (state.tail?.size ?? 0) + bytesWritten;
-      const parts = [...state.parts];
-      let position = 0;
-      for (; stagedSize - position >= state.partSize; position += state.partSize) {
-        const n = parts.length + 1;
-        const etag = await this.uploadPart(upload.id, state.multipartId, n, () =>
-          createReadStream(staged, { start: position, end: position + state.partSize - 1 }), state.partSize);
-        parts.push({ n, etag, size: state.partSize });
-      }
-      let tail: S3UploadState['tail'] = null;
-      const rest = stagedSize - position;
-      if (rest > 0) {
-        // A fresh key per write: the committed tail stays intact if this write is never committed.
-        const key = this.stagingKey(upload.id, `${upload.offset + bytesWritten - rest}-${randomUUID()}`);
-        await this.s3.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: createReadStream(staged, { start: position }), ContentLength: rest }),
-        );
-        tail = { key, size: rest };
-      }
-      const next: S3UploadState = { ...state, parts, tail };
-      return { bytesWritten, state: { ...next } };
-    } finally {
-      await rm(staged, { force: true });
+  async writeChunk(upload: StoredUpload, data: Readable, lease: WriterLease): Promise<ChunkWritten> {
+    lease.assertHeld();
+    const sink = new PartSink(this, upload, asState(upload.state), lease);
+    await pipeline(data, sink);
+    return { bytesWritten: sink.bytesWritten, state: toStoreState(sink.state) };
+  }
+
+  async stateCommitted(_uploadId: string, previous: StoreState, committed: StoreState): Promise<void> {
+    const kept = new Set(asState(committed).tail.map((t) => t.key));
+    for (const segment of asState(previous).tail) {
+      if (!kept.has(segment.key)) await this.calls.run('delete a staged tail', (s3) => s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: segment.key })));
     }
   }
 
@@ -141,27 +151,24 @@ export class S3Store implements FileStore {
     // it and lost its database commit: nothing left to do but tidy up.
     if ((await this.objectSize(key)) !== upload.totalSize) {
       if (upload.totalSize === 0) {
-        await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: '', ContentLength: 0 }));
+        await this.calls.run('store an empty file', (s3) => s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: '', ContentLength: 0 })));
         await this.abortMultipart(key, state.multipartId);
       } else {
         const parts = [...state.parts];
-        if (state.tail) {
+        const tailSize = sizeOf(state.tail);
+        if (tailSize > 0) {
           // The tail becomes the last part, which S3 allows to be small.
-          const n = parts.length + 1;
-          const tailKey = state.tail.key;
-          const etag = await this.uploadPart(upload.id, state.multipartId, n, async () => {
-            const tail = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: tailKey }));
-            return tail.Body as Readable;
-          }, state.tail.size);
-          parts.push({ n, etag, size: state.tail.size });
+          const n = state.nextPart;
+          const etag = await this.uploadPart(upload.id, state.multipartId, n, tailSize, () => this.concat(state.tail));
+          parts.push({ n, etag, size: tailSize });
         }
-        await this.s3.send(
-          new CompleteMultipartUploadCommand({
+        await this.calls.run('complete a multipart upload', (s3) =>
+          s3.send(new CompleteMultipartUploadCommand({
             Bucket: this.bucket,
             Key: key,
             UploadId: state.multipartId,
             MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.n, ETag: p.etag })) },
-          }),
+          })),
         );
       }
     }
@@ -181,22 +188,22 @@ export class S3Store implements FileStore {
 
   async readFile(fileId: string, range?: ByteRange): Promise<Readable> {
     try {
-      const object = await this.s3.send(
-        new GetObjectCommand({
+      const object = await this.calls.run('read a file', (s3) =>
+        s3.send(new GetObjectCommand({
           Bucket: this.bucket,
           Key: this.fileKey(fileId),
           Range: range ? `bytes=${range.start}-${range.end}` : undefined,
-        }),
+        })),
       );
       return object.Body as Readable;
     } catch (err) {
-      if (isCode(err, 'NoSuchKey') || isCode(err, 'NotFound')) throw new FileMissingError(`file ${fileId}`);
+      if (isS3Code(err, 'NoSuchKey') || isS3Code(err, 'NotFound')) throw new FileMissingError(`file ${fileId}`);
       throw err;
     }
   }
 
   async deleteFile(fileId: string): Promise<void> {
-    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.fileKey(fileId) }));
+    await this.calls.run('delete a file', (s3) => s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.fileKey(fileId) })));
   }
 
   async *listUploadIds(): AsyncIterable<string> {
@@ -217,53 +224,64 @@ export class S3Store implements FileStore {
     for await (const key of this.objectKeys(this.key('files/'))) yield key.slice(this.key('files/').length);
   }
 
-  /** Parts of at least the configured size, and large enough that the file fits in 10,000 of them. */
-  private partSizeFor(totalSize: number): number {
-    const needed = Math.ceil(totalSize / S3_MAX_PARTS / MiB) * MiB;
-    return Math.max(this.options.partSize, S3_MIN_PART_SIZE, needed);
+  /** One part, its body made again for every attempt. Checks the lease before each one. */
+  uploadPart(uploadId: string, multipartId: string, n: number, size: number, body: () => Promise<Readable>, lease?: WriterLease): Promise<string> {
+    return this.calls.run(`upload part ${n}`, async (s3) => {
+      lease?.assertHeld();
+      const { ETag } = await s3.send(new UploadPartCommand({
+        Bucket: this.bucket,
+        Key: this.fileKey(uploadId),
+        UploadId: multipartId,
+        PartNumber: n,
+        Body: await body(),
+        ContentLength: size,
+      }));
+      return ETag!;
+    });
   }
 
-  /** One part from a body that can be made again, so a failed attempt can be retried. */
-  private async uploadPart(
-    uploadId: string,
-    multipartId: string,
-    n: number,
-    body: () => Readable | Promise<Readable>,
-    size: number,
-  ): Promise<string> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const { ETag } = await this.s3.send(
-          new UploadPartCommand({
-            Bucket: this.bucket,
-            Key: this.fileKey(uploadId),
-            UploadId: multipartId,
-            PartNumber: n,
-            Body: await body(),
-            ContentLength: size,
-          }),
-        );
-        return ETag!;
-      } catch (err) {
-        if (attempt >= PART_ATTEMPTS || isCode(err, 'NoSuchUpload')) throw err;
-      }
-    }
+  /** A new staging object (a fresh key, so a committed tail is never overwritten). */
+  async putTail(uploadId: string, size: number, body: () => Promise<Readable>, lease: WriterLease): Promise<TailSegment> {
+    const key = this.stagingKey(uploadId, randomUUID());
+    await this.calls.run('stage a tail', async (s3) => {
+      lease.assertHeld();
+      return s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: await body(), ContentLength: size }));
+    });
+    return { key, size };
+  }
+
+  /** The staged segments' bytes, then `after`, as one stream. */
+  async concat(segments: TailSegment[], after?: () => Readable): Promise<Readable> {
+    const get = (key: string) => this.calls.run('read a staged tail', (s3) => s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })));
+    return Readable.from(
+      (async function* () {
+        for (const segment of segments) yield* (await get(segment.key)).Body as Readable;
+        if (after) yield* after();
+      })(),
+      { objectMode: false },
+    );
+  }
+
+  /** Parts of at least the configured size, and large enough that the file fits with room left for fences. */
+  private partSizeFor(totalSize: number): number {
+    const needed = Math.ceil(totalSize / PLANNED_PARTS / MiB) * MiB;
+    return Math.max(this.options.partSize, S3_MIN_PART_SIZE, needed);
   }
 
   private async objectSize(key: string): Promise<number | undefined> {
     try {
-      return (await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }))).ContentLength;
+      return (await this.calls.run('look up a file', (s3) => s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })))).ContentLength;
     } catch (err) {
-      if (isCode(err, 'NotFound') || isCode(err, 'NoSuchKey')) return undefined;
+      if (isS3Code(err, 'NotFound') || isS3Code(err, 'NoSuchKey')) return undefined;
       throw err;
     }
   }
 
   private async abortMultipart(key: string, multipartId: string): Promise<void> {
     try {
-      await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: multipartId }));
+      await this.calls.run('abort a multipart upload', (s3) => s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: multipartId })));
     } catch (err) {
-      if (!isCode(err, 'NoSuchUpload')) throw err;
+      if (!isS3Code(err, 'NoSuchUpload')) throw err;
     }
   }
 
@@ -271,15 +289,15 @@ export class S3Store implements FileStore {
   private async deleteStaging(uploadId: string): Promise<void> {
     const keys: string[] = [];
     for await (const key of this.objectKeys(this.stagingKey(uploadId, ''))) keys.push(key);
-    for (const key of keys) await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    for (const key of keys) await this.calls.run('delete a staged tail', (s3) => s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })));
   }
 
   private async *multipartUploads(prefix: string): AsyncIterable<{ key: string; id: string }> {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
-      const page = await this.s3.send(
-        new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+      const page = await this.calls.run('list multipart uploads', (s3) =>
+        s3.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker })),
       );
       for (const u of page.Uploads ?? []) yield { key: u.Key!, id: u.UploadId! };
       keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
@@ -290,7 +308,7 @@ export class S3Store implements FileStore {
   private async *objectKeys(prefix: string): AsyncIterable<string> {
     let token: string | undefined;
     do {
-      const page = await this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
+      const page = await this.calls.run('list objects', (s3) => s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token })));
       for (const object of page.Contents ?? []) yield object.Key!;
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
@@ -298,11 +316,15 @@ export class S3Store implements FileStore {
 
   private async ensureBucket(): Promise<void> {
     try {
-      await this.s3.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.calls.run('find the bucket', (s3) => s3.send(new HeadBucketCommand({ Bucket: this.bucket })));
     } catch (err) {
-      if (!isCode(err, 'NotFound') && !isCode(err, 'NoSuchBucket')) throw err;
-      await this.s3.send(new CreateBucketCommand({ Bucket: this.bucket }));
+      if (!isS3Code(err, 'NotFound') && !isS3Code(err, 'NoSuchBucket')) throw err;
+      await this.calls.run('create the bucket', (s3) => s3.send(new CreateBucketCommand({ Bucket: this.bucket })));
     }
+  }
+
+  get stagingDir(): string {
+    return this.options.stagingDir;
   }
 
   private get bucket(): string {
@@ -322,13 +344,142 @@ export class S3Store implements FileStore {
   }
 }
 
-function asState(state: StoreState): S3UploadState {
-  if (!state || typeof (state as Partial<S3UploadState>).multipartId !== 'string') {
-    throw new Error('This upload has no S3 multipart state: was it started with another STORAGE?');
+/**
+ * Receives one chunk and turns it into parts as it arrives. The bytes of the part being
+ * filled go to a local file; a full part is uploaded while the next one fills, and the sink
+ * waits for that upload before it starts on a third, so at most two parts are staged at once.
+ */
+class PartSink extends Writable {
+  bytesWritten = 0;
+  /** The pending tail segments that start the part being filled. */
+  private pending: TailSegment[];
+  private readonly parts: Part[];
+  private nextPart: number;
+  private tail: TailSegment[] = [];
+  private staging?: { file: string; fh: FileHandle; size: number };
+  private uploading?: Promise<void>;
+
+  constructor(
+    private readonly store: S3Store,
+    private readonly upload: StoredUpload,
+    private readonly initial: S3UploadState,
+    private readonly lease: WriterLease,
+  ) {
+    super({ highWaterMark: MiB });
+    this.pending = [...initial.tail];
+    this.parts = [...initial.parts];
+    this.nextPart = initial.nextPart;
   }
-  return state as unknown as S3UploadState;
+
+  get state(): S3UploadState {
+    return { ...this.initial, parts: this.parts, nextPart: this.nextPart, tail: this.tail };
+  }
+
+  override _write(buffer: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.take(buffer).then(() => callback(), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.finish().then(() => callback(), callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const staged = this.staging;
+    this.staging = undefined;
+    // Let a part upload in flight settle (its number is fenced anyway), then drop local files.
+    Promise.allSettled([this.uploading, staged && discard(staged)]).then(() => callback(error));
+  }
+
+  private async take(buffer: Buffer): Promise<void> {
+    const { partSize } = this.initial;
+    for (let at = 0; at < buffer.length; ) {
+      const staging = this.staging ?? (this.staging = await this.openStaging());
+      const room = partSize - sizeOf(this.pending) - staging.size;
+      const piece = buffer.subarray(at, at + room);
+      await staging.fh.write(piece);
+      staging.size += piece.length;
+      at += piece.length;
+      this.bytesWritten += piece.length;
+      if (sizeOf(this.pending) + staging.size === partSize) await this.sendPart();
+    }
+  }
+
+  /** Uploads the full part in the background; waits first for the one before it. */
+  private async sendPart(): Promise<void> {
+    await this.uploading;
+    const staging = this.staging!;
+    const segments = this.pending;
+    this.staging = undefined;
+    this.pending = [];
+    const n = this.nextPart++;
+    const size = sizeOf(segments) + staging.size;
+    this.uploading = (async () => {
+      try {
+        await staging.fh.close();
+        const etag = await this.store.uploadPart(this.upload.id, this.initial.multipartId, n, size, () =>
+          this.store.concat(segments, () => createReadStream(staging.file)), this.lease);
+        this.parts.push({ n, etag, size });
+      } finally {
+        await rm(staging.file, { force: true });
+      }
+    })();
+    // Reported by the next sendPart or by finish; never unhandled meanwhile.
+    this.uploading.catch(() => {});
+  }
+
+  /** What is left after the last full part stays a staged tail: a new segment, or all merged into one. */
+  private async finish(): Promise<void> {
+    await this.uploading;
+    const staging = this.staging;
+    this.staging = undefined;
+    if (!staging || staging.size === 0) {
+      if (staging) await discard(staging);
+      this.tail = this.pending;
+      return;
+    }
+    try {
+      await staging.fh.close();
+      const fromFile = () => createReadStream(staging.file);
+      if (this.pending.length + 1 > MAX_TAIL_SEGMENTS) {
+        const merged = await this.store.putTail(this.upload.id, sizeOf(this.pending) + staging.size, () => this.store.concat(this.pending, fromFile), this.lease);
+        this.tail = [merged];
+      } else {
+        const segment = await this.store.putTail(this.upload.id, staging.size, async () => fromFile(), this.lease);
+        this.tail = [...this.pending, segment];
+      }
+    } finally {
+      await rm(staging.file, { force: true });
+    }
+  }
+
+  private async openStaging(): Promise<{ file: string; fh: FileHandle; size: number }> {
+    const file = path.join(this.store.stagingDir, `${this.upload.id}-${randomUUID()}`);
+    return { file, fh: await open(file, 'w', 0o600), size: 0 };
+  }
 }
 
-function isCode(err: unknown, code: string): boolean {
-  return err instanceof S3ServiceException ? err.name === code : (err as { name?: string })?.name === code;
+async function discard(staging: { file: string; fh: FileHandle }): Promise<void> {
+  await staging.fh.close().catch(() => {});
+  await rm(staging.file, { force: true });
+}
+
+function sizeOf(segments: TailSegment[]): number {
+  return segments.reduce((sum, s) => sum + s.size, 0);
+}
+
+/** Reads a committed state, including those written before parts were fenced and tails were segmented. */
+function asState(state: StoreState): S3UploadState {
+  const raw = state as (Partial<S3UploadState> & { tail?: TailSegment | TailSegment[] | null }) | null;
+  if (!raw || typeof raw.multipartId !== 'string' || !raw.partSize) {
+    throw new StorageUnavailableError('not writable', {
+      cause: new Error('This upload has no S3 multipart state: was it started with another STORAGE?'),
+    });
+  }
+  const parts = raw.parts ?? [];
+  const tail = Array.isArray(raw.tail) ? raw.tail : raw.tail ? [raw.tail] : [];
+  return { multipartId: raw.multipartId, partSize: raw.partSize, parts, nextPart: raw.nextPart ?? parts.length + 1, tail };
+}
+
+function toStoreState(state: S3UploadState): StoreState {
+  return { ...state };
 }

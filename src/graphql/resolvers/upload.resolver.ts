@@ -1,6 +1,8 @@
 import { GraphQLUpload, type FileUpload } from 'graphql-upload-minimal';
 import { Arg, Authorized, Ctx, ID, Mutation, Query, Resolver } from 'type-graphql';
+import type { Readable } from 'node:stream';
 import { UploadStatus, type ChunkedUpload } from '../../entities';
+import { Errors } from '../../errors';
 import { requireUser, type RequestContext } from '../context';
 import { SafeInt } from '../scalars';
 import { FileType } from '../types/file.type';
@@ -40,7 +42,7 @@ export class UploadResolver {
     @Arg('chunkMd5', () => String, { nullable: true }) chunkMd5: string | null,
     @Ctx() ctx: RequestContext,
   ): Promise<ChunkedUploadType> {
-    const upload = await ctx.services.uploads.appendChunk(requireUser(ctx), { uploadId, offset, chunk: { file: chunk }, chunkMd5 });
+    const upload = await ctx.services.uploads.appendChunk(requireUser(ctx), { uploadId, offset, body: openChunk(chunk), chunkMd5 });
     return this.view(ctx, upload);
   }
 
@@ -66,5 +68,14 @@ export class UploadResolver {
       maxChunkSize: ctx.services.config.maxChunkSize,
       chunkSize: ctx.services.uploads.preferredChunkSize(upload),
     });
+  }
+}
+
+/** The multipart parser's own failures (a file part cut short, say) are the client's input errors. */
+function openChunk(chunk: FileUpload): Readable {
+  try {
+    return chunk.createReadStream();
+  } catch (err) {
+    throw Errors.badInput(`The chunk could not be read: ${(err as Error).message}`);
   }
 }

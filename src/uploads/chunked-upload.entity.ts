@@ -1,6 +1,7 @@
 import { BigIntType, Entity, Enum, Index, ManyToOne, OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
 import { randomUUID } from 'node:crypto';
-import { User } from './user.entity';
+import { User } from '../entities/user.entity';
+import type { StoreState } from '../storage/file-store';
 
 export enum UploadStatus {
   UPLOADING = 'UPLOADING',
@@ -9,6 +10,11 @@ export enum UploadStatus {
   EXPIRED = 'EXPIRED',
 }
 
+/**
+ * An upload in progress (and, for a while, its outcome). Its lease columns (lease_token,
+ * lease_expires_at, lease_generation) are deliberately not mapped here: the lease repository
+ * is the only code that reads or writes them.
+ */
 @Entity({ tableName: 'chunked_uploads' })
 @Index({ properties: ['owner', 'createdAt'] })
 @Index({ properties: ['status', 'expiresAt'] })
@@ -44,17 +50,10 @@ export class ChunkedUpload {
 
   /** The storage backend's own bookkeeping (S3: multipart id, parts, staged tail), committed with `offset`. */
   @Property({ type: 'json', nullable: true })
-  storageState?: Record<string, unknown> | null;
+  storageState?: StoreState;
 
   @Enum({ items: () => UploadStatus, type: 'text' })
   status: UploadStatus = UploadStatus.UPLOADING;
-
-  /** The writer that currently owns the upload (a chunk or a completion), and until when. */
-  @Property({ type: 'uuid', nullable: true })
-  lockToken?: string | null;
-
-  @Property({ type: 'datetime', nullable: true })
-  lockExpiresAt?: Date | null;
 
   @Property({ type: 'datetime' })
   createdAt: Date = new Date();

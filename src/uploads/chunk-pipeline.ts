@@ -1,0 +1,198 @@
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Errors } from '../errors';
+import type { GcPacer } from '../gc-pacer';
+import type { Md5Session } from '../hashing/md5-pool';
+import type { WriterLease } from '../storage/file-store';
+
+/**
+ * How long this process may trust its lease: counted from when the claim or its last
+ * successful renewal was *sent*, so never later than the database's own expiry. A writer
+ * frozen past it (GC pause, SIGSTOP, a database outage) stops writing; what it had already
+ * handed to storage is fenced off by the next holder (see FileStore.fenceOlderWriters).
+ */
+export class LeaseClock implements WriterLease {
+  private validUntil: number;
+
+  constructor(
+    readonly generation: number,
+    private readonly ttlMs: number,
+    claimSentAt: number,
+  ) {
+    this.validUntil = this.deadlineFrom(claimSentAt);
+  }
+
+  renewedAt(sentAt: number): void {
+    this.validUntil = this.deadlineFrom(sentAt);
+  }
+
+  /** Lost for good (another holder took the upload): no renewal can bring it back. */
+  lose(): void {
+    this.validUntil = -Infinity;
+  }
+
+  get expired(): boolean {
+    return Date.now() >= this.validUntil;
+  }
+
+  assertHeld(): void {
+    if (this.expired) throw Errors.uploadLocked();
+  }
+
+  /** A margin of a sixth of the TTL for clock steps and slow statements. */
+  private deadlineFrom(sentAt: number): number {
+    return sentAt + this.ttlMs - this.ttlMs / 6;
+  }
+}
+
+export interface ChunkRules {
+  /** Most bytes this chunk may carry: the smaller of MAX_CHUNK_SIZE and what is left of totalSize. */
+  limit: number;
+  totalSize: number;
+  offset: number;
+  /** The whole file's md5, continued on a worker thread. */
+  md5: Md5Session;
+  expectedChunkMd5?: string;
+  lease: LeaseClock;
+  gcPacer?: GcPacer;
+}
+
+/**
+ * Passes the chunk's bytes through to storage, handing them to the whole-file md5 as they go
+ * (a copy to a worker thread) and failing (which stops the write) the moment a rule is broken.
+ * A stream, not an async iterator: per-buffer work stays synchronous, with no promise per 64 KiB.
+ */
+export class ChunkInspector extends Transform {
+  private seen = 0;
+  private readonly chunkHasher?: Hash;
+  private savedMd5?: Promise<Uint8Array>;
+
+  private constructor(
+    private readonly rules: ChunkRules,
+    private readonly watch: BodyWatch,
+  ) {
+    super();
+    if (rules.expectedChunkMd5) this.chunkHasher = createHash('md5');
+  }
+
+  /** Feeds an inspector from the request body without ever destroying the body: a refused chunk is still read to its end. */
+  static inspect(watch: BodyWatch, rules: ChunkRules): ChunkInspector {
+    const { body } = watch;
+    const inspector = new ChunkInspector(rules, watch);
+    const onBodyError = (err: Error) => inspector.destroy(err);
+    body.once('error', onBodyError);
+    inspector.once('close', () => body.off('error', onBodyError));
+    // The store's pipeline reports the inspector's failure; this listener only keeps pipe's
+    // own error handling from rethrowing it once the pipeline has let go of the stream.
+    inspector.on('error', () => {});
+    // pipe (not pipeline) unpipes on the inspector's error and leaves the body readable.
+    body.pipe(inspector);
+    return inspector;
+  }
+
+  override _transform(buffer: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.watch.touch();
+    this.seen += buffer.length;
+    const { rules } = this;
+    if (rules.lease.expired) {
+      callback(Errors.uploadLocked());
+      return;
+    }
+    if (this.seen > rules.limit) {
+      callback(
+        Errors.payloadTooLarge(
+          rules.offset + this.seen > rules.totalSize
+            ? `The chunk runs past totalSize (${rules.totalSize} bytes): ${rules.totalSize - rules.offset} bytes are left from offset ${rules.offset}.`
+            : 'The chunk is larger than MAX_CHUNK_SIZE: send smaller chunks.',
+        ),
+      );
+      return;
+    }
+    this.chunkHasher?.update(buffer);
+    rules.gcPacer?.received(buffer.length);
+    rules.md5.update(buffer, (err) => (err ? callback(err) : callback(null, buffer)));
+  }
+
+  override _flush(callback: TransformCallback): void {
+    const actual = this.chunkHasher?.digest('hex');
+    if (actual !== undefined && actual !== this.rules.expectedChunkMd5) {
+      callback(Errors.checksumMismatch(`The chunk arrived with md5 ${actual}, not ${this.rules.expectedChunkMd5}: it was discarded, resend it.`));
+      return;
+    }
+    // The worker finishes hashing while storage flushes the last bytes.
+    this.savedMd5 = this.rules.md5.save();
+    this.savedMd5.catch(() => {});
+    callback();
+  }
+
+  /** The whole file's md5 state after this chunk; only once every byte has passed. */
+  md5State(): Promise<Uint8Array> {
+    if (!this.savedMd5) throw new Error('The chunk has not been read to its end.');
+    return this.savedMd5;
+  }
+}
+
+/**
+ * Watches a request body: cuts it off when it sends nothing for too long, and reads a refused
+ * body to its end so the client gets the answer instead of a reset connection.
+ */
+export class BodyWatch {
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    readonly body: Readable,
+    private readonly idleMs: number,
+  ) {
+    this.touch();
+  }
+
+  /** The body made progress: the idle deadline starts again. */
+  touch(): void {
+    if (this.timer) {
+      this.timer.refresh();
+      return;
+    }
+    this.timer = setTimeout(
+      () => this.body.destroy(Errors.badInput(`The chunk body sent nothing for ${this.idleMs / 1000} s and was cut off.`)),
+      this.idleMs,
+    ).unref();
+  }
+
+  /** While the server itself is busy (fencing), the client's silence is not its fault. */
+  pause(): void {
+    this.stop();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Waits for the body's first byte (false) or its end (true) without consuming anything. */
+  endsBeforeFirstByte(): Promise<boolean> {
+    const { body } = this;
+    if (body.readableLength > 0) return Promise.resolve(false);
+    if (body.readableEnded) return Promise.resolve(true);
+    return new Promise((resolve, reject) => {
+      const settle = (result: boolean | Error) => {
+        body.off('readable', onReadable).off('error', settle).off('close', onClose);
+        if (result instanceof Error) reject(result);
+        else resolve(result);
+      };
+      // 'readable' with nothing buffered means the end has been reached.
+      const onReadable = () => settle(body.readableLength === 0);
+      const onClose = () => settle(Errors.badInput('The chunk was cut off before its first byte.'));
+      body.on('readable', onReadable).once('error', settle).once('close', onClose);
+    });
+  }
+
+  async drain(): Promise<void> {
+    if (this.body.destroyed || this.body.readableEnded) return;
+    this.touch();
+    try {
+      for await (const _ of this.body) this.touch();
+    } catch {
+      // The body failed on its own (client gone, timeout): nothing left to read.
+    }
+  }
+}

@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import type { EntityManager, MikroORM } from '@mikro-orm/core';
+import type { StoreState } from '../storage/file-store';
+import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
+
+/**
+ * The right to write to one upload (a chunk, a completion or an abort), held for a while and
+ * renewed while it is used. The database settles every race: each operation below is one
+ * conditional statement on the upload's row, and only the holder's token passes it.
+ */
+export interface Lease {
+  readonly uploadId: string;
+  readonly token: string;
+  /** Monotonic per upload: every claim takes the next one. Storage fences by it. */
+  readonly generation: number;
+  /**
+   * The claim took a lease that ran out without being released: its holder (a frozen or
+   * partitioned process) may still be running and must be fenced off before writing.
+   */
+  readonly tookOver: boolean;
+}
+
+export interface Claimed {
+  lease: Lease;
+  upload: ChunkedUpload;
+}
+
+export interface ChunkCommit {
+  /** The offset the chunk started at: the commit fails if it has moved. */
+  offset: number;
+  bytesWritten: number;
+  md5State: Uint8Array;
+  storageState: StoreState;
+}
+
+/** A row as a raw statement returns it, with the two columns the claim adds. */
+type ClaimRow = Record<string, unknown> & { lease_generation: string | number; took_over: boolean };
+
+/**
+ * The only code that reads or writes the lease columns (lease_token, lease_expires_at,
+ * lease_generation) of `chunked_uploads`.
+ */
+export class LeaseRepository {
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly leaseTtlSeconds: number,
+    /** How long an upload lives after its last chunk. */
+    private readonly uploadTtlSeconds: number,
+  ) {}
+
+  /**
+   * Takes the upload's lease if it is the owner's, UPLOADING, not expired, not leased by a
+   * live writer and (when `atOffset` is given) at that offset. Undefined when refused.
+   */
+  async claim(uploadId: string, ownerId: string, atOffset?: number): Promise<Claimed | undefined> {
+    const token = randomUUID();
+    const rows = await this.orm.em.getConnection().execute<ClaimRow[]>(
+      // A lease need not survive a crash (it would only run out), so its commit skips the WAL
+      // flush: set_config(..., true) applies to this statement's own transaction. The row is
+      // locked first, so `previous` is the lease this claim replaces, not a stale read.
+      `with no_flush as (select set_config('synchronous_commit', 'off', true)),
+            previous as (select id, lease_token from chunked_uploads where id = ? for update)
+       update chunked_uploads u
+          set lease_token = ?, lease_expires_at = now() + make_interval(secs => ?), lease_generation = u.lease_generation + 1
+         from no_flush, previous
+        where u.id = previous.id and u.owner_id = ? and u.status = 'UPLOADING' and u.expires_at > now()
+          and (u.lease_token is null or u.lease_expires_at <= now())
+          ${atOffset === undefined ? '' : 'and u."offset" = ?'}
+        returning u.*, previous.lease_token is not null as took_over`,
+      [uploadId, token, this.leaseTtlSeconds, ownerId, ...(atOffset === undefined ? [] : [atOffset])],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    return {
+      lease: { uploadId, token, generation: Number(row.lease_generation), tookOver: row.took_over },
+      upload: this.orm.em.fork().map(ChunkedUpload, row),
+    };
+  }
+
+  /** Extends the lease by its TTL from now; false once it belongs to someone else. */
+  async renew(lease: Lease): Promise<boolean> {
+    const renewed = await this.orm.em.getConnection().execute<unknown[]>(
+      `update chunked_uploads set lease_expires_at = now() + make_interval(secs => ?)
+        where id = ? and lease_token = ? returning id`,
+      [this.leaseTtlSeconds, lease.uploadId, lease.token],
+    );
+    return renewed.length === 1;
+  }
+
+  /** Persists a storage state the holder made without moving the offset (a fence). */
+  async saveStorageState(lease: Lease, state: StoreState): Promise<boolean> {
+    const saved = await this.orm.em.getConnection().execute<unknown[]>(
+      `update chunked_uploads set storage_state = ?::jsonb where id = ? and lease_token = ? returning id`,
+      [state === null ? null : JSON.stringify(state), lease.uploadId, lease.token],
+    );
+    return saved.length === 1;
+  }
+
+  /**
+   * Counts a written chunk and releases the lease in one statement: offset, md5 state and
+   * storage state always move together. Undefined if the lease was lost meanwhile.
+   */
+  async commitChunk(lease: Lease, chunk: ChunkCommit): Promise<ChunkedUpload | undefined> {
+    const rows = await this.orm.em.getConnection().execute<Record<string, unknown>[]>(
+      `update chunked_uploads
+          set "offset" = "offset" + ?, md5_state = ?, storage_state = ?::jsonb, lease_token = null, lease_expires_at = null,
+              updated_at = now(), expires_at = now() + make_interval(secs => ?)
+        where id = ? and lease_token = ? and "offset" = ?
+        returning *`,
+      [
+        chunk.bytesWritten,
+        Buffer.from(chunk.md5State),
+        chunk.storageState === null ? null : JSON.stringify(chunk.storageState),
+        this.uploadTtlSeconds,
+        lease.uploadId,
+        lease.token,
+        chunk.offset,
+      ],
+    );
+    return rows[0] ? this.orm.em.fork().map(ChunkedUpload, rows[0]) : undefined;
+  }
+
+  /** Gives the lease back early (a refused or failed chunk); a no-op once it is someone else's. */
+  async release(lease: Lease): Promise<void> {
+    await this.orm.em
+      .getConnection()
+      .execute(`update chunked_uploads set lease_token = null, lease_expires_at = null where id = ? and lease_token = ?`, [
+        lease.uploadId,
+        lease.token,
+      ]);
+  }
+
+  /** Marks the upload COMPLETE inside the caller's transaction; false if the lease was lost. */
+  async complete(em: EntityManager, lease: Lease): Promise<boolean> {
+    const done = await em.getConnection().execute<unknown[]>(
+      `update chunked_uploads set status = 'COMPLETE', lease_token = null, lease_expires_at = null, updated_at = now()
+        where id = ? and lease_token = ? and status = 'UPLOADING' returning id`,
+      [lease.uploadId, lease.token],
+      'all',
+      em.getTransactionContext(),
+    );
+    return done.length === 1;
+  }
+
+  /** Marks the upload ABORTED; false if the lease was lost. */
+  async abort(lease: Lease): Promise<boolean> {
+    const done = await this.orm.em.getConnection().execute<unknown[]>(
+      `update chunked_uploads set status = 'ABORTED', lease_token = null, lease_expires_at = null, updated_at = now()
+        where id = ? and lease_token = ? returning id`,
+      [lease.uploadId, lease.token],
+    );
+    return done.length === 1;
+  }
+
+  /** Whether a live writer holds the upload's lease right now. */
+  async isHeld(uploadId: string): Promise<boolean> {
+    const rows = await this.orm.em
+      .getConnection()
+      .execute<unknown[]>(`select id from chunked_uploads where id = ? and lease_token is not null and lease_expires_at > now()`, [uploadId]);
+    return rows.length === 1;
+  }
+
+  /** Marks uploads past their expiry EXPIRED (never one a live writer holds) and returns them. */
+  async expireAbandoned(): Promise<ChunkedUpload[]> {
+    const rows = await this.orm.em.getConnection().execute<Record<string, unknown>[]>(
+      `update chunked_uploads set status = ?, updated_at = now()
+        where status = ? and expires_at <= now() and (lease_token is null or lease_expires_at <= now())
+        returning *`,
+      [UploadStatus.EXPIRED, UploadStatus.UPLOADING],
+    );
+    const em = this.orm.em.fork();
+    return rows.map((row: Record<string, unknown>) => em.map(ChunkedUpload, row));
+  }
+}

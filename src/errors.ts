@@ -15,7 +15,7 @@ export type ErrorCode =
   | 'UPLOAD_EXPIRED'
   | 'UPLOAD_NOT_ACTIVE'
   | 'RATE_LIMITED'
-  // Beyond API.md: server-side conditions a client can only wait out.
+  // Server-side conditions a client can only wait out.
   | 'STORAGE_UNAVAILABLE'
   | 'SERVICE_UNAVAILABLE';
 

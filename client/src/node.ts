@@ -1,5 +1,5 @@
 /**
- * The SDK for Node 20: `new UploadClient({ url }).upload(pathOrBlob, options)`. Resume records
+ * The SDK for Node (22.12 and later): `new UploadClient({ url }).upload(pathOrBlob, options)`. Resume records
  * live in memory by default; pass `store: new JsonFileResumeStore(file)` to resume across runs.
  */
 import { createMD5 } from 'hash-wasm';

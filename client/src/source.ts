@@ -28,7 +28,7 @@ function isNamedBlob(blob: Blob): blob is NamedBlob {
   return typeof (blob as Partial<NamedBlob>).name === 'string' && typeof (blob as Partial<NamedBlob>).lastModified === 'number';
 }
 
-/** A File (browser `<input type=file>`, drag and drop, Node 20's File) or a plain Blob. */
+/** A File (browser `<input type=file>`, drag and drop, Node's File) or a plain Blob. */
 export function blobSource(blob: Blob, name?: string): ChunkSource {
   const named = isNamedBlob(blob);
   return {

@@ -100,6 +100,8 @@ export class S3Store implements FileStore {
       responseChecksumValidation: 'WHEN_REQUIRED',
       // S3Calls retries with its own backoff, re-making streamed bodies; the SDK must not stack its retries on top.
       maxAttempts: 1,
+      // A store that stops answering fails the request (and is retried) instead of holding it forever.
+      requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
     });
     const store = new S3Store(new S3Calls(s3), options);
     await mkdir(options.stagingDir, { recursive: true });
@@ -228,14 +230,16 @@ export class S3Store implements FileStore {
   uploadPart(uploadId: string, multipartId: string, n: number, size: number, body: () => Promise<Readable>, lease?: WriterLease): Promise<string> {
     return this.calls.run(`upload part ${n}`, async (s3) => {
       lease?.assertHeld();
-      const { ETag } = await s3.send(new UploadPartCommand({
+      const stream = await body();
+      const command = new UploadPartCommand({
         Bucket: this.bucket,
         Key: this.fileKey(uploadId),
         UploadId: multipartId,
         PartNumber: n,
-        Body: await body(),
+        Body: stream,
         ContentLength: size,
-      }));
+      });
+      const { ETag } = await s3.send(command, { abortSignal: abortedWith(stream) });
       return ETag!;
     });
   }
@@ -245,7 +249,9 @@ export class S3Store implements FileStore {
     const key = this.stagingKey(uploadId, randomUUID());
     await this.calls.run('stage a tail', async (s3) => {
       lease.assertHeld();
-      return s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: await body(), ContentLength: size }));
+      const stream = await body();
+      const command = new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: stream, ContentLength: size });
+      return s3.send(command, { abortSignal: abortedWith(stream) });
     });
     return { key, size };
   }
@@ -454,8 +460,20 @@ class PartSink extends Writable {
 
   private async openStaging(): Promise<{ file: string; fh: FileHandle; size: number }> {
     const file = path.join(this.store.stagingDir, `${this.upload.id}-${randomUUID()}`);
-    return { file, fh: await open(file, 'w', 0o600), size: 0 };
+    const staging = { file, fh: await open(file, 'w', 0o600), size: 0 };
+    if (this.destroyed) {
+      await discard(staging);
+      throw new Error('The chunk stopped while its part was being staged.');
+    }
+    return staging;
   }
+}
+
+/** A request whose body fails must fail too: the SDK would otherwise wait for the missing bytes forever. */
+function abortedWith(body: Readable): AbortSignal {
+  const controller = new AbortController();
+  body.once('error', (err) => controller.abort(err));
+  return controller.signal;
 }
 
 async function discard(staging: { file: string; fh: FileHandle }): Promise<void> {

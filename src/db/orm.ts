@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { PGliteConnectionConfig } from 'mikro-orm-pglite';
 import { entities } from '../entities';
 import { migrations } from './migrations';
+import { PostgreSqlConnectionAwareDialect } from './pg-dialect';
 
 export interface DatabaseTarget {
   /** A PostgreSQL connection string; unset means the embedded database under dataDir. */
@@ -36,6 +37,8 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
         driver: PostgreSqlDriver,
         clientUrl: target.databaseUrl,
         pool: { min: 0, max: 10 },
+        // Merged into knex's options: its dialect, which tells a lost connection by class.
+        driverOptions: { client: PostgreSqlConnectionAwareDialect },
         ...loggerOptions(target),
       } as Options,
     };

@@ -8,6 +8,7 @@ import type { PGliteConnectionConfig } from 'mikro-orm-pglite';
 import { entities } from '../entities';
 import { migrations } from './migrations';
 import { PostgreSqlConnectionAwareDialect } from './pg-dialect';
+import { withStatementCounting } from './pglite-statements';
 
 export interface DatabaseTarget {
   /** A PostgreSQL connection string; unset means the embedded database under dataDir. */
@@ -45,8 +46,7 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
   }
   // Loaded only here: a server on PostgreSQL keeps PGlite out of its heap.
   const { PGlite } = require('@electric-sql/pglite') as typeof import('@electric-sql/pglite');
-  const { PGliteDriver } = require('mikro-orm-pglite') as typeof import('mikro-orm-pglite');
-  require('./pglite-statements');
+  const { PGliteDriver, PGliteKnexDialect } = require('mikro-orm-pglite') as typeof import('mikro-orm-pglite');
   const dir = path.join(target.dataDir, 'db');
   mkdirSync(dir, { recursive: true });
   const embedded = new PGlite(dir);
@@ -56,7 +56,11 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
       ...shared,
       driver: PGliteDriver,
       dbName: 'postgres',
-      driverOptions: { connection: { pglite: () => embedded } satisfies PGliteConnectionConfig },
+      driverOptions: {
+        // knex's dialect: the library's, with raw SQL split into statements correctly.
+        client: withStatementCounting(PGliteKnexDialect),
+        connection: { pglite: () => embedded } satisfies PGliteConnectionConfig,
+      },
       ...loggerOptions(target),
     } as Options,
   };

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --expose-gc
 import 'reflect-metadata';
 import { Command } from 'commander';
 import { ConfigError, ensureJwtSecret, loadConfig, type Config } from './config';

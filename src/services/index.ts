@@ -24,6 +24,6 @@ export function createServices(orm: MikroORM, store: FileStore, md5: Md5Pool, co
   const throttle = new LoginThrottleService(orm);
   const auth = new AuthService(orm, throttle, config, log);
   const files = new FileService(orm, store, log);
-  const uploads = new UploadService(orm, store, md5, files, config, log, GcPacer.create(config.gcPaceBytes));
+  const uploads = new UploadService(orm, store, md5, files, config, log, GcPacer.create(config.gcPaceBytes, log));
   return { config, auth, files, uploads, users: new UserService(orm), cleanup: new CleanupService(orm, store, throttle, log) };
 }

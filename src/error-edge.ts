@@ -85,10 +85,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const { code, sqlState } = err as { code?: unknown; sqlState?: unknown };
   const state = typeof sqlState === 'string' ? sqlState : code;
   if (typeof state === 'string' && UNAVAILABLE_SQLSTATE.test(state)) return true;
-  if (typeof code === 'string' && UNAVAILABLE_ERRNO.has(code)) return true;
-  // pg-pool: "Connection terminated due to connection timeout", the socket error as its cause.
-  const { cause } = err as { cause?: unknown };
-  return cause !== undefined && cause !== err && isDatabaseUnavailable(cause);
+  return typeof code === 'string' && UNAVAILABLE_ERRNO.has(code);
 }
 
 /**

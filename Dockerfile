@@ -24,4 +24,5 @@ VOLUME ["/data"]
 EXPOSE 4000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s \
   CMD node -e "fetch('http://127.0.0.1:'+process.env.PORT+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-CMD ["node", "dist/src/main.js"]
+# --expose-gc: GC pacing (GC_PACE) needs gc(); without it the server runs unpaced.
+CMD ["node", "--expose-gc", "dist/src/main.js"]

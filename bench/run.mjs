@@ -207,7 +207,8 @@ class Bench {
       Object.entries(env).filter(([k]) => !['PATH', 'HOME', 'LANG', 'TMPDIR', 'TZ', 'JWT_SECRET', 'ADMIN_PASSWORD'].includes(k)),
     );
     const nodeArgs = options['server-node-args'].split(/\s+/).filter(Boolean);
-    this.server = startProcess('server', [...nodeArgs, SERVER_MAIN], env, path.join(this.tmp, 'server.log'));
+    // --expose-gc as `npm start` and the Docker image give it: GC pacing needs gc().
+    this.server = startProcess('server', ['--expose-gc', ...nodeArgs, SERVER_MAIN], env, path.join(this.tmp, 'server.log'));
     this.cleanups.unshift(() => this.server.stop());
     this.serverUrl = `http://127.0.0.1:${port}`;
     progress(`starting the server (${this.databaseLabel}, CHUNK_FSYNC=${this.fsync}) on ${this.serverUrl}, pid ${this.server.pid}`);

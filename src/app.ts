@@ -12,7 +12,7 @@ import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { Config } from './config';
+import { ensureJwtSecret, type Config } from './config';
 import { openDatabase, type Database } from './db/orm';
 import { buildContext, type RequestContext } from './graphql/context';
 import { drainUnreadUploads } from './graphql/drain-uploads.plugin';
@@ -59,8 +59,12 @@ export interface App {
   close(): Promise<void>;
 }
 
-/** Builds the whole server (database migrated, first admin ensured) without listening yet. */
-export async function createApp(config: Config, log: Logger = createLogger(config.logLevel)): Promise<App> {
+/**
+ * Builds the whole server (JWT secret ensured, database migrated, first admin ensured) without
+ * listening yet.
+ */
+export async function createApp(loaded: Config, log: Logger = createLogger(loaded.logLevel)): Promise<App> {
+  const config = ensureJwtSecret(loaded);
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) });
   try {
     const store = await openStore(config);

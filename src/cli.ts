@@ -1,7 +1,7 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --expose-gc
 import 'reflect-metadata';
 import { Command } from 'commander';
-import { ConfigError, loadConfig, type Config } from './config';
+import { ConfigError, ensureJwtSecret, loadConfig, type Config } from './config';
 import { openDatabase, type Database } from './db/orm';
 import { AppError } from './errors';
 import { Md5Pool } from './hashing/md5-pool';
@@ -11,7 +11,8 @@ import { serve } from './server';
 import { openStore } from './storage';
 
 /** Runs `work` with the database (migrated) and the services, then closes everything. */
-async function withServices<T>(config: Config, work: (services: Services, database: Database) => Promise<T>): Promise<T> {
+async function withServices<T>(loaded: Config, work: (services: Services, database: Database) => Promise<T>): Promise<T> {
+  const config = ensureJwtSecret(loaded);
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) });
   try {

@@ -75,7 +75,8 @@ export interface Config {
   /** Unset: the embedded PostgreSQL (PGlite) under dataDir. */
   databaseUrl?: string;
   dataDir: string;
-  jwtSecret: string;
+  /** JWT_SECRET; unset outside production until `ensureJwtSecret` reads or makes one. */
+  jwtSecret?: string;
   jwtTtlSeconds: number;
   admin: { username: string; password?: string };
   maxFileSize: number;
@@ -122,13 +123,19 @@ export interface S3StorageConfig {
   partSize: number;
 }
 
+/** The configuration a running server uses: the token signing key is known. */
+export type ServerConfig = Config & { jwtSecret: string };
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
 
-/** Reads and validates the environment once; every bad value is reported, not just the first. */
+/**
+ * Reads and validates the environment once; every bad value is reported, not just the first.
+ * Reads nothing else and writes nothing: the JWT secret kept in DATA_DIR is `ensureJwtSecret`'s.
+ */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const blankAsUnset = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = envSchema.safeParse(blankAsUnset);
@@ -143,7 +150,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
     dataDir,
-    jwtSecret: e.JWT_SECRET ?? persistedSecret(dataDir),
+    jwtSecret: e.JWT_SECRET,
     jwtTtlSeconds: e.JWT_TTL,
     admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD },
     maxFileSize: e.MAX_FILE_SIZE,
@@ -187,18 +194,39 @@ function parseTrustProxy(value: string | undefined): boolean | number | string {
 }
 
 /**
- * Outside production a missing JWT_SECRET is generated once and kept in DATA_DIR,
- * so tokens survive a restart without anyone having to invent a secret.
+ * The token signing key, a start-up step of the server and the CLI: JWT_SECRET when set (always
+ * in production); otherwise one generated on the first start and kept in DATA_DIR/jwt-secret, so
+ * tokens survive a restart without anyone having to invent a secret.
  */
+export function ensureJwtSecret(config: Config): ServerConfig {
+  if (config.jwtSecret) return { ...config, jwtSecret: config.jwtSecret };
+  if (config.env === 'production') throw new ConfigError(['JWT_SECRET: is required when NODE_ENV=production']);
+  return { ...config, jwtSecret: persistedSecret(config.dataDir) };
+}
+
 function persistedSecret(dataDir: string): string {
   const file = path.join(dataDir, 'jwt-secret');
-  try {
-    return readFileSync(file, 'utf8').trim();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
+  const existing = readSecret(file);
+  if (existing) return existing;
   mkdirSync(dataDir, { recursive: true });
   const secret = randomBytes(48).toString('base64url');
-  writeFileSync(file, secret, { mode: 0o600, flag: 'wx' });
+  try {
+    writeFileSync(file, secret, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // Another process starting on the same DATA_DIR wrote it first: use theirs.
+    const theirs = readSecret(file);
+    if (!theirs) throw new ConfigError([`JWT_SECRET: ${file} is empty; delete it or set JWT_SECRET`]);
+    return theirs;
+  }
   return secret;
+}
+
+function readSecret(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim() || undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return undefined;
+  }
 }

@@ -1,24 +1,50 @@
 /**
- * The closed catalogue of failures a client can cause. Each has a stable code from API.md;
- * `formatError` (graphql/format-error.ts) is the one place they become `extensions.code`.
+ * The closed catalogue of failures a client can cause or has to wait out, and how each one
+ * reaches the wire: its `extensions.code` (API.md) and its HTTP status. `error-edge.ts` is the
+ * one place either is used: GraphQL answers, downloads and transport errors all go through it.
+ *
+ * GraphQL answers keep HTTP 200 (a GraphQL response over application/json; data and errors can
+ * come together): the status here is for the answers that are plain HTTP (downloads, requests
+ * refused before GraphQL runs, tus).
  */
-export type ErrorCode =
-  | 'UNAUTHENTICATED'
-  | 'FORBIDDEN'
-  | 'NOT_FOUND'
-  | 'BAD_USER_INPUT'
-  | 'OFFSET_MISMATCH'
-  | 'UPLOAD_LOCKED'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'UPLOAD_INCOMPLETE'
-  | 'CHECKSUM_MISMATCH'
-  | 'UPLOAD_EXPIRED'
-  | 'UPLOAD_NOT_ACTIVE'
-  | 'RATE_LIMITED'
-  // Server-side conditions a client can only wait out.
-  | 'STORAGE_UNAVAILABLE'
-  | 'SERVICE_UNAVAILABLE';
+export const ERROR_TABLE = {
+  UNAUTHENTICATED: { graphql: 'UNAUTHENTICATED', http: 401 },
+  FORBIDDEN: { graphql: 'FORBIDDEN', http: 403 },
+  NOT_FOUND: { graphql: 'NOT_FOUND', http: 404 },
+  BAD_USER_INPUT: { graphql: 'BAD_USER_INPUT', http: 400 },
+  // tus answers a wrong offset with 409 and a locked upload with 423.
+  OFFSET_MISMATCH: { graphql: 'OFFSET_MISMATCH', http: 409 },
+  UPLOAD_LOCKED: { graphql: 'UPLOAD_LOCKED', http: 423 },
+  PAYLOAD_TOO_LARGE: { graphql: 'PAYLOAD_TOO_LARGE', http: 413 },
+  UPLOAD_INCOMPLETE: { graphql: 'UPLOAD_INCOMPLETE', http: 409 },
+  // 460: tus's checksum extension ("Checksum Mismatch").
+  CHECKSUM_MISMATCH: { graphql: 'CHECKSUM_MISMATCH', http: 460 },
+  // Gone: retrying the same request can never succeed (tus clients stop on 410, retry on 409/423).
+  UPLOAD_EXPIRED: { graphql: 'UPLOAD_EXPIRED', http: 410 },
+  UPLOAD_NOT_ACTIVE: { graphql: 'UPLOAD_NOT_ACTIVE', http: 410 },
+  RATE_LIMITED: { graphql: 'RATE_LIMITED', http: 429 },
+  // Beyond API.md's list of client mistakes: server-side conditions a client can only wait out.
+  STORAGE_UNAVAILABLE: { graphql: 'STORAGE_UNAVAILABLE', http: 503 },
+  SERVICE_UNAVAILABLE: { graphql: 'SERVICE_UNAVAILABLE', http: 503 },
+  // HTTP-only refusals, under the code a client already handles.
+  RANGE_NOT_SATISFIABLE: { graphql: 'BAD_USER_INPUT', http: 416 },
+  // Apollo's own code for the same CSRF refusal of a JSON body.
+  PREFLIGHT_REQUIRED: { graphql: 'BAD_REQUEST', http: 400 },
+} as const satisfies Record<string, { graphql: string; http: number }>;
 
+export type ErrorCode = keyof typeof ERROR_TABLE;
+
+/** What the edge answers for a failure that is no AppError: logged, and masked. */
+export const INTERNAL_ERROR = {
+  graphql: 'INTERNAL_SERVER_ERROR',
+  http: 500,
+  message: 'Internal server error. It has been logged.',
+} as const;
+
+/**
+ * A failure from the catalogue. Built only by the `Errors` factories below, so that each code's
+ * message and extensions are decided in one place.
+ */
 export class AppError extends Error {
   constructor(
     readonly code: ErrorCode,
@@ -28,7 +54,25 @@ export class AppError extends Error {
     super(message);
     this.name = 'AppError';
   }
+
+  /** `extensions.code` in a GraphQL answer and in an HTTP error body. */
+  get graphqlCode(): string {
+    return ERROR_TABLE[this.code].graphql;
+  }
+
+  get httpStatus(): number {
+    return ERROR_TABLE[this.code].http;
+  }
 }
+
+/** Why the store refused: full (ENOSPC, EDQUOT), read-only or forbidden (EROFS, EACCES, EIO...), or out of reach (S3). */
+export type StorageFailure = 'full' | 'not writable' | 'unreachable';
+
+const STORAGE_FAILURE_TEXT: Record<StorageFailure, string> = {
+  full: 'storage is full',
+  'not writable': 'storage is not writable',
+  unreachable: 'storage is unreachable',
+};
 
 export const Errors = {
   unauthenticated: (message = 'Log in first: send "Authorization: Bearer <token>" from the login mutation.') =>
@@ -52,10 +96,26 @@ export const Errors = {
   uploadExpired: () => new AppError('UPLOAD_EXPIRED', 'This upload has expired: start a new one.'),
   uploadNotActive: (status: string) =>
     new AppError('UPLOAD_NOT_ACTIVE', `This upload is ${status} and takes no more chunks.`, { status }),
-  storageUnavailable: (expectedOffset: number, reason: 'full' | 'not writable' | 'unreachable') =>
-    new AppError(
-      'STORAGE_UNAVAILABLE',
-      `The server could not store the chunk (storage is ${reason}). Nothing was stored: retry from offset ${expectedOffset} later.`,
-      { expectedOffset },
-    ),
+  /** API.md: `extensions.retryAfter` in seconds (also sent as Retry-After on plain HTTP answers). */
+  rateLimited: (retryAfterSeconds: number) =>
+    new AppError('RATE_LIMITED', `Too many failed logins: try again in ${retryAfterSeconds} s.`, { retryAfter: retryAfterSeconds }),
+  /**
+   * The store itself failed (full, read-only, out of reach). For a chunk, `expectedOffset` is
+   * where the client resumes: nothing of this chunk counts.
+   */
+  storageUnavailable: (reason: StorageFailure, expectedOffset?: number) =>
+    expectedOffset === undefined
+      ? new AppError('STORAGE_UNAVAILABLE', `Storage is unavailable right now (${STORAGE_FAILURE_TEXT[reason]}): retry later.`)
+      : new AppError(
+          'STORAGE_UNAVAILABLE',
+          `The server could not store the chunk (${STORAGE_FAILURE_TEXT[reason]}). Nothing was stored: retry from offset ${expectedOffset} later.`,
+          { expectedOffset },
+        ),
+  /** The database is down, restarting or out of connections (see `toDomainError` in error-edge.ts). */
+  serviceUnavailable: () =>
+    new AppError('SERVICE_UNAVAILABLE', 'The database is unavailable right now. Nothing was changed: retry in a few seconds.'),
+  rangeNotSatisfiable: (size: number) =>
+    new AppError('RANGE_NOT_SATISFIABLE', `The requested range is outside the file's ${size} bytes.`, { size }),
+  preflightRequired: () =>
+    new AppError('PREFLIGHT_REQUIRED', 'Multipart requests need an "apollo-require-preflight: true" header (CSRF prevention).'),
 };

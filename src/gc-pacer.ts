@@ -1,7 +1,4 @@
-import v8 from 'node:v8';
-import vm from 'node:vm';
-
-type CollectGarbage = (options: { type: 'minor' | 'major' }) => void;
+import type { Logger } from 'pino';
 
 /**
  * Runs a young-generation collection after every `everyBytes` of chunk data.
@@ -12,22 +9,27 @@ type CollectGarbage = (options: { type: 'minor' | 'major' }) => void;
  * mark-compacts of the whole heap (45 of them in one `npm run bench -- --quick`, for twice the
  * CPU per GiB). A minor collection every few MiB frees the buffers while they are young, for
  * 1-2 ms each: 3 to 5 mark-compacts in the same run.
+ *
+ * It needs `gc()`, which only `node --expose-gc` provides: whether to have it is the entry
+ * point's decision (`npm start`, the Docker image, `upload-server serve`), not this library's.
  */
 export class GcPacer {
   private sinceLastCollection = 0;
 
   private constructor(
     private readonly everyBytes: number,
-    private readonly collect: CollectGarbage,
+    private readonly collect: NonNullable<typeof globalThis.gc>,
   ) {}
 
-  /** Undefined when pacing is off (`everyBytes` 0). */
-  static create(everyBytes: number): GcPacer | undefined {
+  /** Undefined when pacing is off: `everyBytes` 0, or a process started without --expose-gc. */
+  static create(everyBytes: number, log?: Logger): GcPacer | undefined {
     if (everyBytes <= 0) return undefined;
-    // gc() exists only behind a V8 flag; set it, then take the function from a fresh context,
-    // so this process's own global scope stays as it was.
-    v8.setFlagsFromString('--expose-gc');
-    return new GcPacer(everyBytes, vm.runInNewContext('gc') as CollectGarbage);
+    const collect = globalThis.gc;
+    if (typeof collect !== 'function') {
+      log?.debug({ gcPaceBytes: everyBytes }, 'GC pacing is off: gc() is not exposed (start node with --expose-gc)');
+      return undefined;
+    }
+    return new GcPacer(everyBytes, collect);
   }
 
   received(bytes: number): void {

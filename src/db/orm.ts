@@ -7,6 +7,8 @@ import path from 'node:path';
 import type { PGliteConnectionConfig } from 'mikro-orm-pglite';
 import { entities } from '../entities';
 import { migrations } from './migrations';
+import { PostgreSqlConnectionAwareDialect } from './pg-dialect';
+import { withStatementCounting } from './pglite-statements';
 
 export interface DatabaseTarget {
   /** A PostgreSQL connection string; unset means the embedded database under dataDir. */
@@ -36,14 +38,15 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
         driver: PostgreSqlDriver,
         clientUrl: target.databaseUrl,
         pool: { min: 0, max: 10 },
+        // Merged into knex's options: its dialect, which tells a lost connection by class.
+        driverOptions: { client: PostgreSqlConnectionAwareDialect },
         ...loggerOptions(target),
       } as Options,
     };
   }
   // Loaded only here: a server on PostgreSQL keeps PGlite out of its heap.
   const { PGlite } = require('@electric-sql/pglite') as typeof import('@electric-sql/pglite');
-  const { PGliteDriver } = require('mikro-orm-pglite') as typeof import('mikro-orm-pglite');
-  require('./pglite-statements');
+  const { PGliteDriver, PGliteKnexDialect } = require('mikro-orm-pglite') as typeof import('mikro-orm-pglite');
   const dir = path.join(target.dataDir, 'db');
   mkdirSync(dir, { recursive: true });
   const embedded = new PGlite(dir);
@@ -53,7 +56,11 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
       ...shared,
       driver: PGliteDriver,
       dbName: 'postgres',
-      driverOptions: { connection: { pglite: () => embedded } satisfies PGliteConnectionConfig },
+      driverOptions: {
+        // knex's dialect: the library's, with raw SQL split into statements correctly.
+        client: withStatementCounting(PGliteKnexDialect),
+        connection: { pglite: () => embedded } satisfies PGliteConnectionConfig,
+      },
       ...loggerOptions(target),
     } as Options,
   };

@@ -1,4 +1,4 @@
-import { PGliteKnexDialect } from 'mikro-orm-pglite';
+import type { PGliteKnexDialect } from 'mikro-orm-pglite';
 
 /**
  * Works around @harryplusplus/knex-pglite 0.x: it decides that a raw query holds several
@@ -54,12 +54,23 @@ interface PGliteConnection {
   exec(sql: string): Promise<unknown>;
 }
 
-(PGliteKnexDialect.prototype as unknown as { _query: (c: PGliteConnection, q: KnexQuery) => Promise<KnexQuery> })._query =
-  async function query(connection: PGliteConnection, obj: KnexQuery): Promise<KnexQuery> {
-    if (!obj.sql) throw new Error('The query is empty');
-    obj.response =
-      obj.method === 'raw' && countStatements(obj.sql) > 1
-        ? await connection.exec(obj.sql)
-        : await connection.query(obj.sql, obj.bindings ?? []);
-    return obj;
+/**
+ * The PGlite dialect with `countStatements` deciding which raw queries are sent down the
+ * multi-statement path. A subclass of the dialect the ORM is given as its knex `client`
+ * (orm.ts), so the library's own class is left as it was.
+ */
+export function withStatementCounting(Dialect: typeof PGliteKnexDialect): typeof PGliteKnexDialect {
+  return class StatementCountingPGliteDialect extends Dialect {
+    // Declared with the library's parameter types; the body needs only query and exec.
+    override async _query(...[connection, obj]: Parameters<PGliteKnexDialect['_query']>): ReturnType<PGliteKnexDialect['_query']> {
+      const pglite = connection as unknown as PGliteConnection;
+      const query = obj as unknown as KnexQuery;
+      if (!query.sql) throw new Error('The query is empty');
+      query.response =
+        query.method === 'raw' && countStatements(query.sql) > 1
+          ? await pglite.exec(query.sql)
+          : await pglite.query(query.sql, query.bindings ?? []);
+      return obj;
+    }
   };
+}

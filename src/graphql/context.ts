@@ -1,5 +1,7 @@
 import type { Request } from 'express';
+import { GraphQLError } from 'graphql';
 import type { User } from '../entities';
+import { toDomainError } from '../error-edge';
 import { AppError, Errors } from '../errors';
 import type { Services } from '../services';
 
@@ -28,6 +30,11 @@ export async function buildContext(services: Services, req: Request): Promise<Re
     return { ...base, user: await services.auth.authenticate(match[1]) };
   } catch (err) {
     if (err instanceof AppError) return { ...base, authError: err };
+    // The token could not be checked (the database is down, say): the whole request fails
+    // before it runs, with the error table's HTTP status rather than Apollo's 500. formatError
+    // still sees the original failure (and logs it).
+    const known = toDomainError(err);
+    if (known) throw new GraphQLError(known.message, { originalError: err as Error, extensions: { http: { status: known.httpStatus } } });
     throw err;
   }
 }

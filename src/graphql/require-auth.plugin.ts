@@ -17,7 +17,7 @@ export const requireAuthentication: ApolloServerPlugin<RequestContext> = {
       async didResolveOperation({ contextValue, operation }) {
         if (contextValue.user || !operation || onlyPublicFields(operation)) return;
         const refusal = contextValue.authError ?? Errors.unauthenticated();
-        throw new GraphQLError(refusal.message, { originalError: refusal, extensions: { code: refusal.code, http: { status: 200 } } });
+        throw new GraphQLError(refusal.message, { originalError: refusal, extensions: { code: refusal.graphqlCode, http: { status: 200 } } });
       },
     };
   },

@@ -1,16 +1,16 @@
 import { Router, type Request, type Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { AppError, Errors } from '../errors';
+import { sendHttpError } from '../error-edge';
+import { Errors } from '../errors';
 import type { Services } from '../services';
 import type { ByteRange } from '../storage/file-store';
-import { sendRequestError } from './graphql-errors';
-
-const HTTP_STATUS: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404 };
 
 /**
  * GET /files/:id/content: the stored bytes, for a bearer token or a signed `?token=` link
  * scoped to this one file. Single byte ranges (206), ETag from the md5, attachment download.
+ * Failures get the error edge's answer: the status of the error table and a GraphQL-shaped
+ * body with the code a GraphQL answer would carry.
  */
 export function downloadRouter(services: Services, log: Logger): Router {
   const router = Router();
@@ -23,8 +23,6 @@ export function downloadRouter(services: Services, log: Logger): Router {
       res.setHeader('Accept-Ranges', 'bytes');
       res.setHeader('Cache-Control', 'private, no-cache');
       res.setHeader('X-Content-Type-Options', 'nosniff');
-      res.setHeader('Content-Disposition', attachment(file.name));
-      res.setHeader('Content-Type', file.mimeType || 'application/octet-stream');
       if (matchesEtag(req.headers['if-none-match'], etag)) {
         res.status(304).end();
         return;
@@ -32,10 +30,12 @@ export function downloadRouter(services: Services, log: Logger): Router {
       const range = requestedRange(req, file.size, etag);
       if (range === 'unsatisfiable') {
         res.setHeader('Content-Range', `bytes */${file.size}`);
-        sendRequestError(res, 416, 'BAD_USER_INPUT', `The requested range is outside the file's ${file.size} bytes.`);
-        return;
+        throw Errors.rangeNotSatisfiable(file.size);
       }
       const body = await services.files.open(file.id, range);
+      // Only now: an error answer is JSON, not an attachment named like the file.
+      res.setHeader('Content-Disposition', attachment(file.name));
+      res.setHeader('Content-Type', file.mimeType || 'application/octet-stream');
       if (range) {
         res.status(206);
         res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${file.size}`);
@@ -50,13 +50,7 @@ export function downloadRouter(services: Services, log: Logger): Router {
         if (err?.code !== 'ERR_STREAM_PREMATURE_CLOSE') log.warn({ err, fileId: file.id }, 'download stopped');
       });
     } catch (err) {
-      if (err instanceof AppError) {
-        sendRequestError(res, HTTP_STATUS[err.code] ?? 400, err.code, err.message);
-      } else {
-        log.error({ err, url: req.originalUrl }, 'download failed');
-        if (!res.headersSent) sendRequestError(res, 500, 'INTERNAL_SERVER_ERROR', 'Internal server error. It has been logged.');
-        else res.destroy();
-      }
+      sendHttpError(res, err, log, { url: req.originalUrl }, 'download failed');
     }
   });
   return router;

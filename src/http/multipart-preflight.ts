@@ -1,5 +1,6 @@
 import type { RequestHandler } from 'express';
-import { sendRequestError } from './graphql-errors';
+import { sendAppError } from '../error-edge';
+import { Errors } from '../errors';
 
 /**
  * CSRF prevention for uploads, checked before the body is parsed: a browser sends a
@@ -12,12 +13,5 @@ export const requireMultipartPreflight: RequestHandler = (req, res, next) => {
   }
   // Read the body to its end first, so the client gets this answer and not a reset.
   req.resume();
-  req.once('end', () =>
-    sendRequestError(
-      res,
-      400,
-      'BAD_REQUEST',
-      'Multipart requests need an "apollo-require-preflight: true" header (CSRF prevention).',
-    ),
-  );
+  req.once('end', () => sendAppError(res, Errors.preflightRequired()));
 };

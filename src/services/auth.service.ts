@@ -2,7 +2,7 @@ import type { MikroORM } from '@mikro-orm/core';
 import jwt from 'jsonwebtoken';
 import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Config } from '../config';
+import type { ServerConfig } from '../config';
 import { User } from '../entities';
 import { AppError, Errors } from '../errors';
 import type { LoginThrottleService } from './login-throttle.service';
@@ -33,7 +33,7 @@ export class AuthService {
   constructor(
     private readonly orm: MikroORM,
     private readonly throttle: LoginThrottleService,
-    private readonly config: Config,
+    private readonly config: ServerConfig,
     private readonly log: Logger,
   ) {
     this.signingKey = createSecretKey(Buffer.from(config.jwtSecret, 'utf8'));

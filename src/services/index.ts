@@ -1,6 +1,6 @@
 import type { MikroORM } from '@mikro-orm/core';
 import type { Logger } from 'pino';
-import type { Config } from '../config';
+import type { ServerConfig } from '../config';
 import { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
 import type { FileStore } from '../storage/file-store';
@@ -13,7 +13,7 @@ import { LoginThrottleService } from './login-throttle.service';
 import { UserService } from './user.service';
 
 export interface Services {
-  config: Config;
+  config: ServerConfig;
   auth: AuthService;
   cleanup: CleanupService;
   files: FileService;
@@ -21,12 +21,12 @@ export interface Services {
   users: UserService;
 }
 
-export function createServices(orm: MikroORM, store: FileStore, md5: Md5Pool, config: Config, log: Logger): Services {
+export function createServices(orm: MikroORM, store: FileStore, md5: Md5Pool, config: ServerConfig, log: Logger): Services {
   const throttle = new LoginThrottleService(orm);
   const auth = new AuthService(orm, throttle, config, log);
   const files = new FileService(orm, store, log);
   const leases = new LeaseRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds);
-  const uploads = new UploadService(orm, leases, store, md5, files, config, log, GcPacer.create(config.gcPaceBytes));
+  const uploads = new UploadService(orm, leases, store, md5, files, config, log, GcPacer.create(config.gcPaceBytes, log));
   const cleanup = new CleanupService(orm, leases, store, throttle, log);
   return { config, auth, files, uploads, users: new UserService(orm), cleanup };
 }

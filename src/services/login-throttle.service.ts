@@ -1,6 +1,6 @@
 import type { MikroORM } from '@mikro-orm/core';
 import { LoginThrottle } from '../entities';
-import { AppError } from '../errors';
+import { Errors } from '../errors';
 
 /** API.md: at least 5 consecutive failures for one username before it is throttled... */
 const USER_FAILURES_BEFORE_BLOCK = 5;
@@ -27,7 +27,7 @@ export class LoginThrottleService {
     if (rows.length === 0) return;
     const until = Math.max(...rows.map((r) => r.blockedUntil!.getTime()));
     const retryAfter = Math.max(1, Math.ceil((until - Date.now()) / 1000));
-    throw new AppError('RATE_LIMITED', `Too many failed logins: try again in ${retryAfter} s.`, { retryAfter });
+    throw Errors.rateLimited(retryAfter);
   }
 
   async recordFailure(username: string, address: string): Promise<void> {

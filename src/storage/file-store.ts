@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { StorageFailure } from '../errors';
 
 /** Inclusive byte range, as in an HTTP Range header. */
 export interface ByteRange {
@@ -108,9 +109,6 @@ export class FileMissingError extends Error {
     this.name = 'FileMissingError';
   }
 }
-
-/** Why storage refused: the client can only wait (and resend from the stored offset). */
-export type StorageFailure = 'full' | 'not writable' | 'unreachable';
 
 /** The storage itself failed (not the request): disk full or read-only, object store down. */
 export class StorageUnavailableError extends Error {

@@ -319,5 +319,5 @@ export class UploadService {
 
 /** Storage that failed on its own becomes an answer a client can act on: retry from `offset` later. */
 function asStorageRefusal(err: unknown, offset: number): unknown {
-  return err instanceof StorageUnavailableError ? Errors.storageUnavailable(offset, err.reason) : err;
+  return err instanceof StorageUnavailableError ? Errors.storageUnavailable(err.reason, offset) : err;
 }

@@ -1,0 +1,53 @@
+import { ConnectionException } from '@mikro-orm/core';
+import { PostgreSqlKnexDialect } from '@mikro-orm/postgresql';
+import type { EventEmitter } from 'node:events';
+
+/**
+ * MikroORM's PostgreSQL dialect for knex, with one addition: failures that come from a lost
+ * connection become MikroORM's ConnectionException, a class the error edge recognises
+ * (error-edge.ts), even when pg gives them no code.
+ *
+ * pg reports most of an outage with a code: SQLSTATE 57P01 when the server shuts down or the
+ * backend is terminated, 57P03 while it starts, ECONNREFUSED while it is away. But a socket
+ * that closes under a query (a crashed server, a proxy or a container gone) fails that query
+ * with a plain `Error('Connection terminated unexpectedly')`, and a server that hangs up during
+ * the start-up handshake with the same. So: any failure to open a connection, and any failure
+ * without a code on a connection that has ended, is a ConnectionException.
+ *
+ * A subclass handed to knex as its `client` (see orm.ts), not a patch of the shared class.
+ */
+export class PostgreSqlConnectionAwareDialect extends PostgreSqlKnexDialect {
+  /** pg Clients of this pool whose socket has closed. */
+  private readonly ended = new WeakSet<object>();
+
+  async acquireRawConnection(): Promise<EventEmitter> {
+    let connection: EventEmitter;
+    try {
+      connection = await super.acquireRawConnection();
+    } catch (err) {
+      throw asConnectionException(err);
+    }
+    connection.once('end', () => this.ended.add(connection));
+    return connection;
+  }
+
+  async _query(connection: EventEmitter, obj: unknown): Promise<unknown> {
+    try {
+      return await super._query(connection, obj);
+    } catch (err) {
+      if (hasCode(err)) throw err;
+      // pg fails the queries of a closed connection on one tick and emits 'end' on the next.
+      await new Promise((resolve) => setImmediate(resolve));
+      throw this.ended.has(connection) ? asConnectionException(err) : err;
+    }
+  }
+}
+
+function hasCode(err: unknown): boolean {
+  return typeof (err as { code?: unknown } | null)?.code === 'string';
+}
+
+function asConnectionException(err: unknown): ConnectionException {
+  if (err instanceof ConnectionException) return err;
+  return new ConnectionException(err instanceof Error ? err : new Error(String(err)));
+}

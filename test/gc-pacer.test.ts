@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { GcPacer } from '../src/gc-pacer';
+import { sleep } from './helpers/timing';
 
 const KiB = 1024;
 
@@ -12,7 +13,7 @@ async function minorCollectionsDuring(work: () => void): Promise<number> {
   observer.observe({ entryTypes: ['gc'] });
   work();
   // GC entries are delivered asynchronously.
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await sleep(50);
   observer.disconnect();
   return entries.filter((e) => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR).length;
 }

@@ -1,14 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { multipartHeaders, uploadChunkBody, UPLOAD_FIELDS, type Multipart } from './multipart';
-import { uploadFile } from './upload';
 
 export { UPLOAD_FIELDS } from './multipart';
-// Until every test file imports them from their new homes (this commit's follow-ups remove these).
-export { expectCode } from './assert';
-export { openChunkRequest } from './raw-chunk';
-export { eventually, sleep, withTimeout } from './timing';
-export { verifyDownload } from './upload';
 
 export interface GraphQLError {
   message: string;
@@ -153,11 +147,6 @@ export class GraphQLClient {
 
   async getUpload(uploadId: string): Promise<any> {
     return (await this.data(`query($id: ID!) { upload(id: $id) { ${UPLOAD_FIELDS} } }`, { id: uploadId })).upload;
-  }
-
-  /** Until every test file calls helpers/upload's uploadFile (removed by this commit's follow-ups). */
-  uploadFile(bytes: Buffer, filename: string, chunkSize?: number, description?: string): Promise<any> {
-    return uploadFile(this, bytes, filename, { chunkSize, description });
   }
 
   /** GET `path` (with this client's token unless `authenticated` is false). */

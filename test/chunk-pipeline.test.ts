@@ -7,7 +7,8 @@ import { createMD5 } from 'hash-wasm';
 import { AppError } from '../src/errors';
 import { Md5Pool } from '../src/hashing/md5-pool';
 import { BodyWatch, ChunkInspector, LeaseClock, type ChunkRules } from '../src/uploads/chunk-pipeline';
-import { randomFile, sleep } from './helpers/client';
+import { randomFile } from './helpers/client';
+import { sleep } from './helpers/timing';
 
 const md5 = (bytes: Buffer) => createHash('md5').update(bytes).digest('hex');
 

@@ -1,21 +1,23 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import pino from 'pino';
 import { createApp } from '../src/app';
 import { loadConfig } from '../src/config';
 import { migrations } from '../src/db/migrations';
 import { GraphQLClient, randomFile } from './helpers/client';
-import { createTestDatabase, databaseKind, type TestDatabase } from './helpers/database';
+import { databaseKind } from './helpers/database';
+import { exists } from './helpers/files';
+import { ProcessFixture, spawnServer } from './helpers/process';
+import { ADMIN } from './helpers/server';
+import { sleep } from './helpers/timing';
+import { sendChunks } from './helpers/upload';
 
 const CLI = path.resolve(__dirname, '../src/cli.js');
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const exists = (p: string) => stat(p).then(() => true, () => false);
 
 interface Run {
   code: number | null;
@@ -46,161 +48,149 @@ function runCli(args: string[], env: Record<string, string>, timeoutMs = 90_000)
 const show = (r: Run) => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 
 describe(`command-line tool (${databaseKind})`, () => {
-  let dataDir: string;
-  let database: TestDatabase;
-  let env: Record<string, string>;
-  /** Runs that fail before touching a database: started in before() so they overlap the slow ones. */
-  let early: Promise<{ badPort: Run; several: Run; missing: Run }>;
-
-  before(async () => {
-    dataDir = await mkdtemp(path.join(os.tmpdir(), 'upload-cli-test-'));
-    database = await createTestDatabase();
-    env = {
+  const fixture = new ProcessFixture();
+  /** A fresh DATA_DIR and database, as a user's environment would name them. */
+  async function freshEnv(): Promise<Record<string, string>> {
+    const database = await fixture.database();
+    return {
       NODE_ENV: 'test',
-      DATA_DIR: dataDir,
+      DATA_DIR: await fixture.tempDir('upload-cli-test'),
       CHUNK_FSYNC: 'false',
       CLEANUP_INTERVAL: '0',
       ...(database.url ? { DATABASE_URL: database.url } : {}),
     };
-    const badDir = path.join(dataDir, 'never-used');
-    early = Promise.all([
-      runCli(['migrate'], { ...env, DATA_DIR: badDir, PORT: 'abc' }),
-      runCli(['cleanup'], { ...env, DATA_DIR: badDir, UPLOAD_TTL: '0', DATABASE_URL: 'mysql://somewhere/db' }),
-      runCli(['create-user', '--username', 'zed'], { ...env, DATA_DIR: badDir }),
-    ]).then(([badPort, several, missing]) => ({ badPort, several, missing }));
-    early.catch(() => {});
-  });
-  after(async () => {
-    await database?.drop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-  });
-
-  it('migrate applies the migrations, then says the schema is up to date', async () => {
-    const first = await runCli(['migrate'], env);
-    assert.equal(first.code, 0, show(first));
-    assert.match(first.stdout, /applied: /);
-    for (const m of migrations) assert.ok(first.stdout.includes(m.name), `${m.name} in ${first.stdout}`);
-
-    const second = await runCli(['migrate'], env);
-    assert.equal(second.code, 0, show(second));
-    assert.match(second.stdout, /up to date/);
-    assert.doesNotMatch(second.stdout, /applied: /);
-  });
-
-  it('create-user makes an admin; a taken name in another case exits 1 with a readable message', async () => {
-    const created = await runCli(['create-user', '--username', 'Xavier', '--password', 'longpassword', '--admin'], env);
-    assert.equal(created.code, 0, show(created));
-    assert.match(created.stdout, /created admin Xavier \([0-9a-f-]{36}\)/);
-
-    const taken = await runCli(['create-user', '--username', 'XAVIER', '--password', 'otherpassword'], env);
-    const { missing } = await early;
-    assert.equal(taken.code, 1, show(taken));
-    assert.match(taken.stderr, /taken/i);
-    assert.doesNotMatch(taken.stderr, /^\s+at /m, 'a readable message, not a stack trace');
-    assert.notEqual(missing.code, 0, show(missing));
-    assert.match(missing.stderr, /--password/);
-  });
-
-  let staleUploadId: string;
-
-  it('the created user logs in as an admin on a server over the same data directory and database', async () => {
-    // The server runs in this process on the CLI's DATA_DIR and database (UPLOAD_TTL=1 so the
-    // upload made here is stale by the time the cleanup command runs).
-    const config = loadConfig({ ...env, LOG_LEVEL: 'silent', UPLOAD_TTL: '1' });
-    const app = await createApp(config, pino({ level: 'silent' }));
+  }
+  /** Runs the server in this process over `env` until `work` is done. */
+  async function withServer(env: Record<string, string>, work: (client: GraphQLClient) => Promise<void>): Promise<void> {
+    const app = await createApp(loadConfig({ ...env, LOG_LEVEL: 'silent' }), pino({ level: 'silent' }));
     try {
-      const client = GraphQLClient.for(await app.listen(0, '127.0.0.1'));
-      const xavier = await client.login('xavier', 'longpassword');
-      const { me } = await xavier.data(`{ me { username isAdmin } }`);
-      assert.deepEqual(me, { username: 'Xavier', isAdmin: true });
-      const refused = await client.request(`mutation { login(username: "XAVIER", password: "otherpassword") { token } }`);
-      assert.equal(refused.errors?.[0]?.extensions?.code, 'UNAUTHENTICATED', 'the refused creation changed nothing');
-
-      const upload = await xavier.start('stale.bin', 100);
-      const chunk = await xavier.uploadChunk(upload.id, 0, randomFile(40));
-      assert.equal(chunk.errors, undefined, JSON.stringify(chunk.errors));
-      staleUploadId = upload.id;
-      await sleep(Math.max(0, Date.parse(chunk.data.uploadChunk.expiresAt) - Date.now()) + 300);
+      await work(GraphQLClient.for(await app.listen(0, '127.0.0.1')));
     } finally {
       await app.close();
     }
+  }
+
+  /** Runs that fail before touching a database: started in before() so they overlap the slow ones. */
+  let early: Promise<{ badPort: Run; several: Run; missing: Run; badDir: string }>;
+  /**
+   * Shared, read-only: a DATA_DIR and database where `create-user` made the admin Xavier, then
+   * refused XAVIER (the name in another case). Tests only read it or log in.
+   */
+  let xavier: { env: Record<string, string>; created: Run; taken: Run };
+
+  before(async () => {
+    const badDir = path.join(await fixture.tempDir('upload-cli-never-used'), 'data');
+    const base = await freshEnv();
+    early = Promise.all([
+      runCli(['migrate'], { ...base, DATA_DIR: badDir, PORT: 'abc' }),
+      runCli(['cleanup'], { ...base, DATA_DIR: badDir, UPLOAD_TTL: '0', DATABASE_URL: 'mysql://somewhere/db' }),
+      runCli(['create-user', '--username', 'zed'], { ...base, DATA_DIR: badDir }),
+    ]).then(([badPort, several, missing]) => ({ badPort, several, missing, badDir }));
+    early.catch(() => {});
+    const env = await freshEnv();
+    const created = await runCli(['create-user', '--username', 'Xavier', '--password', 'longpassword', '--admin'], env);
+    const taken = await runCli(['create-user', '--username', 'XAVIER', '--password', 'otherpassword'], env);
+    xavier = { env, created, taken };
+  });
+
+  it('migrate applies the migrations, then says the schema is up to date', async () => {
+    const env = await freshEnv();
+    const first = await runCli(['migrate'], env);
+    assert.equal(first.code, 0, show(first));
+    assert.equal(first.stdout, `applied: ${migrations.map((m) => m.name).join(', ')}\n`);
+
+    const second = await runCli(['migrate'], env);
+    assert.equal(second.code, 0, show(second));
+    assert.equal(second.stdout, 'the database schema is up to date\n');
+  });
+
+  it('create-user makes an admin; a taken name in another case exits 1 with a readable message', async () => {
+    const { created, taken } = xavier;
+    assert.equal(created.code, 0, show(created));
+    assert.match(created.stdout, /^created admin Xavier \([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\)\n$/);
+
+    const { missing } = await early;
+    assert.equal(taken.code, 1, show(taken));
+    assert.equal(taken.stderr, 'The username "XAVIER" is taken.\n');
+    assert.equal(missing.code, 1, show(missing));
+    assert.match(missing.stderr, /^error: required option '--password <password>' not specified\n/);
+  });
+
+  it('the created user logs in as an admin on a server over the same data directory and database', async () => {
+    await withServer(xavier.env, async (client) => {
+      const admin = await client.login('xavier', 'longpassword');
+      const { me } = await admin.data(`{ me { username isAdmin } }`);
+      assert.deepEqual(me, { username: 'Xavier', isAdmin: true });
+      const refused = await client.request(`mutation { login(username: "XAVIER", password: "otherpassword") { token } }`);
+      assert.equal(refused.errors?.[0]?.extensions?.code, 'UNAUTHENTICATED', 'the refused creation changed nothing');
+    });
   });
 
   it('cleanup prints its progress and a JSON report, expiring uploads and deleting orphans', async () => {
-    assert.ok(staleUploadId, 'the previous test made an upload');
-    const part = path.join(dataDir, 'uploads', `${staleUploadId}.part`);
-    assert.ok(await exists(part));
-    const orphan = path.join(dataDir, 'files', randomUUID());
+    // A server over the CLI's DATA_DIR and database (UPLOAD_TTL=1) makes an upload that is
+    // stale by the time the cleanup command runs.
+    const env: Record<string, string> = { ...(await freshEnv()), ADMIN_USERNAME: ADMIN.username, ADMIN_PASSWORD: ADMIN.password, UPLOAD_TTL: '1' };
+    let staleUploadId = '';
+    await withServer(env, async (client) => {
+      const admin = await client.login(ADMIN.username, ADMIN.password);
+      const bytes = randomFile(40);
+      const upload = await admin.start('stale.bin', 100);
+      const afterChunk = await sendChunks(admin, upload.id, bytes, 0, bytes.length, bytes.length);
+      staleUploadId = upload.id;
+      await sleep(Math.max(0, Date.parse(afterChunk.expiresAt) - Date.now()) + 300);
+    });
+    const part = path.join(env.DATA_DIR, 'uploads', `${staleUploadId}.part`);
+    assert.equal(await exists(part), true);
+    const orphan = path.join(env.DATA_DIR, 'files', randomUUID());
     await writeFile(orphan, 'nobody owns me');
-    const foreign = path.join(dataDir, 'files', 'keep-me');
+    const foreign = path.join(env.DATA_DIR, 'files', 'keep-me');
     await writeFile(foreign, 'not ours');
 
     const run = await runCli(['cleanup'], env);
     assert.equal(run.code, 0, show(run));
-    const lines = run.stdout.trim().split('\n');
-    assert.match(run.stdout, /expired 1 upload/);
-    assert.match(run.stdout, /removed 0 finished upload record/);
-    assert.match(run.stdout, /deleted 0 orphaned partial upload/);
-    assert.match(run.stdout, /deleted 1 orphaned stored file/);
-    const report = JSON.parse(lines.at(-1)!);
-    assert.deepEqual(report, { expiredUploads: 1, purgedRecords: 0, orphanedUploadBytes: 0, orphanedFileBytes: 1 });
+    assert.deepEqual(run.stdout.trim().split('\n'), [
+      'expired 1 upload(s) and deleted their partial bytes',
+      'removed 0 finished upload record(s) older than 7 days',
+      'deleted 0 orphaned partial upload(s)',
+      'deleted 1 orphaned stored file(s)',
+      JSON.stringify({ expiredUploads: 1, purgedRecords: 0, orphanedUploadBytes: 0, orphanedFileBytes: 1 }),
+    ]);
     assert.equal(await exists(part), false, 'the expired upload lost its partial bytes');
     assert.equal(await exists(orphan), false, 'the orphan is deleted');
     assert.equal(await exists(foreign), true, 'a name that is not an id is left alone');
+    await withServer(env, async (client) => {
+      const admin = await client.login(ADMIN.username, ADMIN.password);
+      assert.equal((await admin.getUpload(staleUploadId)).status, 'EXPIRED', 'the cleanup command marked it EXPIRED');
+    });
   });
 
   it('serve runs the server until SIGTERM', async () => {
-    let child: ChildProcess | undefined;
+    const server = await spawnServer(xavier.env, [CLI, 'serve']);
     try {
-      child = spawn(process.execPath, [CLI, 'serve'], {
-        env: { PATH: process.env.PATH ?? '', ...env, PORT: '0', LOG_LEVEL: 'info' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      const proc = child;
-      let output = '';
-      const url = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`serve did not start: ${output}`)), 90_000);
-        proc.stdout!.on('data', (d) => {
-          output += d;
-          for (const line of output.split('\n')) {
-            try {
-              const entry = JSON.parse(line);
-              if (entry.msg === 'listening' && entry.url) {
-                clearTimeout(timer);
-                resolve(entry.url);
-              }
-            } catch {
-              // not a whole JSON line yet
-            }
-          }
-        });
-        proc.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
-      });
-      const health = await fetch(`${url}/healthz`);
+      const health = await fetch(`${server.url}/healthz`);
       assert.equal(health.status, 200);
-      const client = await GraphQLClient.for(url).login('Xavier', 'longpassword');
+      assert.deepEqual(await health.json(), { status: 'ok' });
+      const client = await GraphQLClient.for(server.url).login('Xavier', 'longpassword');
       assert.equal((await client.data(`{ me { username } }`)).me.username, 'Xavier');
-      assert.equal((await client.getUpload(staleUploadId)).status, 'EXPIRED', 'the cleanup command marked it EXPIRED');
 
-      const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-      proc.kill('SIGTERM');
-      assert.equal(await exited, 0);
-      child = undefined;
+      server.child.kill('SIGTERM');
+      assert.equal(await server.exited, 0, server.logs.join('\n'));
     } finally {
-      child?.kill('SIGKILL');
+      await server.kill('SIGKILL');
     }
   });
 
   it('exits 1 with a readable message naming a bad environment variable', async () => {
-    const { badPort: bad, several } = await early;
+    const { badPort: bad, several, badDir } = await early;
     assert.equal(bad.code, 1, show(bad));
-    assert.match(bad.stderr, /PORT/);
-    assert.match(bad.stderr, /number/);
-    assert.doesNotMatch(bad.stderr, /^\s+at /m, 'no stack trace');
+    assert.equal(bad.stderr, 'Invalid configuration:\n  - PORT: must be a number\n', 'a readable message, no stack trace');
 
     assert.equal(several.code, 1, show(several));
-    assert.match(several.stderr, /UPLOAD_TTL/);
-    assert.match(several.stderr, /DATABASE_URL/, 'every bad value is reported, not just the first');
-    assert.equal(await exists(path.join(dataDir, 'never-used', 'db')), false, 'nothing was opened with a bad configuration');
+    assert.equal(
+      several.stderr,
+      'Invalid configuration:\n  - DATABASE_URL: must be a postgres:// connection string\n  - UPLOAD_TTL: must be at least 1\n',
+      'every bad value is reported, not just the first',
+    );
+    assert.equal(await exists(path.join(badDir, 'db')), false, 'nothing was opened with a bad configuration');
   });
 });

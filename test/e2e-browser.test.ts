@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { md5, randomFile } from './helpers/client';
 import { ADMIN, startServer, type TestServer } from './helpers/server';
+import { sleep } from './helpers/timing';
 
 // Debian's package (apt-get install -y chromium), driven by playwright-core: no browser download.
 const CHROMIUM = '/usr/bin/chromium';
@@ -75,7 +76,7 @@ describe('the browser page in headless Chromium', { skip }, () => {
 
     // Slow each chunk down a little so the reload lands in the middle of the upload.
     await page.route('**/graphql', async (route) => {
-      if ((route.request().headers()['content-type'] ?? '').startsWith('multipart/')) await new Promise((r) => setTimeout(r, 80));
+      if ((route.request().headers()['content-type'] ?? '').startsWith('multipart/')) await sleep(80);
       // The page may have dropped the request meanwhile (Pause, reload).
       await route.continue().catch(() => {});
     });
@@ -101,8 +102,8 @@ describe('the browser page in headless Chromium', { skip }, () => {
 
     // A reload in the middle of the upload.
     await offsetAtLeast(1536 * KiB);
-    const uploadId = await row.getAttribute('data-upload-id');
-    assert.ok(uploadId);
+    const uploadId = (await row.getAttribute('data-upload-id')) ?? '';
+    assert.match(uploadId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
 
     await page.reload();
     await page.unroute('**/graphql');

@@ -12,7 +12,10 @@ import pg from 'pg';
 import { openDatabase, ormOptions } from '../src/db/orm';
 import { toDomainError } from '../src/error-edge';
 import { AppError, ERROR_TABLE, Errors } from '../src/errors';
-import { eventually, expectCode, GraphQLClient } from './helpers/client';
+import { GraphQLClient } from './helpers/client';
+import { expectCode } from './helpers/assert';
+import { eventually } from './helpers/timing';
+import { uploadFile } from './helpers/upload';
 import { createTestDatabase, databaseKind, type TestDatabase } from './helpers/database';
 import { startServer, type TestServer } from './helpers/server';
 
@@ -144,7 +147,7 @@ describe(`the error edge (${databaseKind})`, () => {
 
     before(async () => {
       server = await startServer();
-      file = await server.admin.uploadFile(Buffer.from('0123456789'), 'edge.bin');
+      file = await uploadFile(server.admin, Buffer.from('0123456789'), 'edge.bin');
     });
     after(() => server?.close());
 
@@ -278,7 +281,7 @@ describe(`the error edge (${databaseKind})`, () => {
         let server: TestServer | undefined;
         try {
           server = await startServer({ DATABASE_URL: proxy.url(new URL(own.url!)) });
-          const file = await server.admin.uploadFile(Buffer.from('still here'), 'outage.bin');
+          const file = await uploadFile(server.admin, Buffer.from('still here'), 'outage.bin');
           const download = () => fetch(`${server!.url}/files/${file.id}/content`, { headers: server!.admin.authHeaders() });
 
           await proxy.down();

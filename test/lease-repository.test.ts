@@ -9,7 +9,7 @@ import { User } from '../src/entities';
 import { ChunkedUpload, UploadStatus } from '../src/uploads/chunked-upload.entity';
 import { LeaseRepository } from '../src/uploads/lease.repository';
 import { createTestDatabase, databaseKind, type TestDatabase } from './helpers/database';
-import { sleep } from './helpers/client';
+import { sleep } from './helpers/timing';
 
 /** Short enough to watch a lease run out; make_interval takes fractional seconds. */
 const SHORT_TTL = 0.3;

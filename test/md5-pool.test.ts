@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createMD5 } from 'hash-wasm';
 import { Md5Pool, type Md5Session } from '../src/hashing/md5-pool';
+import { md5 } from './helpers/client';
 
 const KiB = 1024;
 
@@ -43,7 +44,7 @@ describe('md5 worker pool', () => {
       await feedInPieces(session, file.subarray(cuts[i], cuts[i + 1]));
       state = await session.save();
     }
-    assert.equal(await digestOf(state), createHash('md5').update(file).digest('hex'));
+    assert.equal(await digestOf(state), md5(file));
   });
 
   it('keeps many interleaved sessions apart', async () => {
@@ -57,7 +58,7 @@ describe('md5 worker pool', () => {
     const digests = await Promise.all(sessions.map(async (s) => digestOf(await s.save())));
     assert.deepEqual(
       digests,
-      files.map((f) => createHash('md5').update(f).digest('hex')),
+      files.map((f) => md5(f)),
     );
   });
 
@@ -75,7 +76,7 @@ describe('md5 worker pool', () => {
     // 4 MiB is more than a session may have at its worker: the callback did not run synchronously.
     assert.equal(calledBack, false);
     await fed;
-    assert.equal(await digestOf(await session.save()), createHash('md5').update(big).digest('hex'));
+    assert.equal(await digestOf(await session.save()), md5(big));
   });
 
   it('shares the slabs in flight among many sessions: each gets less, at least two', async () => {
@@ -112,7 +113,7 @@ describe('md5 worker pool', () => {
     await feed(drop, bytes);
     await feed(keep, bytes);
     drop.discard();
-    assert.equal(await digestOf(await keep.save()), createHash('md5').update(bytes).digest('hex'));
+    assert.equal(await digestOf(await keep.save()), md5(bytes));
   });
 
   it('keeps a process alive while a session is open, and lets it exit once all have ended', () => {
@@ -132,7 +133,7 @@ describe('md5 worker pool', () => {
     const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000, cwd: path.resolve(__dirname, '..') });
     assert.equal(child.signal, null, 'the process exited by itself');
     assert.equal(child.status, 0, child.stderr);
-    assert.equal(child.stdout.trim(), createHash('md5').update(Buffer.alloc(1536 * 1024, 'a')).digest('hex'));
+    assert.equal(child.stdout.trim(), md5(Buffer.alloc(1536 * 1024, 'a')));
   });
 
   it('fails the sessions of a worker that dies, and starts a new one for the next session', async () => {

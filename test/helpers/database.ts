@@ -35,3 +35,8 @@ async function withAdmin<T>(url: string, work: (client: pg.Client) => Promise<T>
 }
 
 export const databaseKind = process.env.TEST_DATABASE_URL ? 'postgresql' : 'embedded';
+
+/** Why a test that needs a PostgreSQL server (two processes on one database, or restarting it) is skipped; false with TEST_DATABASE_URL. */
+export const NEEDS_POSTGRES = process.env.TEST_DATABASE_URL
+  ? false
+  : 'needs PostgreSQL (two processes cannot share the embedded database, and it cannot be restarted under a running server): set TEST_DATABASE_URL';

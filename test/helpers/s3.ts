@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 
 /**
  * The S3-compatible server for storage tests (CI starts OpenStack Swift's s3api with
- * ../shared/services/start-s3.sh and sets TEST_S3_ENDPOINT). Unset: S3 tests are skipped.
+ * .ci/start-s3.sh and sets TEST_S3_ENDPOINT). Unset: S3 tests are skipped.
  */
 export const s3Endpoint = process.env.TEST_S3_ENDPOINT;
 
-export const S3_SKIP = s3Endpoint ? false : 'TEST_S3_ENDPOINT is not set (see .ci/run for starting a local S3 server)';
+export const S3_SKIP = s3Endpoint ? false : 'TEST_S3_ENDPOINT is not set (see .ci/start-s3.sh for starting a local S3 server)';
 
 /** Environment for a server on its own fresh bucket. */
 export function s3Env(): Record<string, string> {

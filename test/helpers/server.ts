@@ -18,6 +18,8 @@ export interface TestServer {
   client: GraphQLClient;
   /** A client logged in as the first admin. */
   admin: GraphQLClient;
+  /** Test setup and inspection only: runs SQL on the server's database (`?` placeholders). */
+  sql(query: string, params?: unknown[]): Promise<any[]>;
   /** Stops the server and starts a new one on the same data directory and database. */
   restart(): Promise<void>;
   close(): Promise<void>;
@@ -58,6 +60,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
     env: fullEnv,
     client,
     admin,
+    sql: (query, params = []) => server.app.database.orm.em.getConnection().execute(query, params),
     async restart() {
       await running.app.close();
       running = await boot();
@@ -72,4 +75,18 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
     },
   };
   return server;
+}
+
+/**
+ * Several servers started side by side (booting is most of a file's run time), in the order of
+ * `envs`. If one fails to start, the others are closed and the failure is thrown.
+ */
+export async function startServers(...envs: Record<string, string>[]): Promise<TestServer[]> {
+  const started = await Promise.allSettled(envs.map((env) => startServer(env)));
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed) {
+    await Promise.all(started.map((s) => s.status === 'fulfilled' && s.value.close()));
+    throw failed.reason;
+  }
+  return started.map((s) => (s as PromiseFulfilledResult<TestServer>).value);
 }

@@ -71,17 +71,24 @@ export class DiskStore implements FileStore {
     const fenced = { fencedBy: lease.generation } satisfies DiskUploadState;
     const from = this.partPath(upload.id, upload.state);
     const to = this.partPath(upload.id, fenced);
-    await storageCall(async () => {
+    const copied = await storageCall(async () => {
       // A reflink where the file system has them, else an in-kernel copy. Only the committed
       // bytes count: whatever an older writer put after them is cut off.
-      await copyFile(from, to, constants.COPYFILE_FICLONE);
+      try {
+        await copyFile(from, to, constants.COPYFILE_FICLONE);
+      } catch (err) {
+        // Already published by a completion that died before its commit: nothing left to fence.
+        if (isNotFound(err)) return false;
+        throw err;
+      }
       await truncate(to, upload.offset);
       if (this.options.fsync) {
         await syncFile(to);
         await syncFile(this.uploadsDir);
       }
+      return true;
     });
-    return fenced;
+    return copied ? fenced : upload.state;
   }
 
   async writeChunk(upload: StoredUpload, data: Readable, lease: WriterLease): Promise<ChunkWritten> {

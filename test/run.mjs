@@ -4,13 +4,15 @@
 // Files named *.serial.test.js disturb the machine (restart PostgreSQL, fill a disk): they run
 // afterwards, one at a time, with nothing else running.
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 
 const root = path.resolve('dist/test');
 const only = process.argv.slice(2);
 const files = readdirSync(root, { recursive: true })
   .filter((f) => f.endsWith('.test.js'))
+  // tsc never deletes output: a test file renamed or removed in test/ leaves its old .js behind.
+  .filter((f) => existsSync(path.resolve('test', f.replace(/\.js$/, '.ts'))))
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort()
   .map((f) => path.join(root, f));

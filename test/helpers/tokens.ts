@@ -6,11 +6,6 @@ import jwt from 'jsonwebtoken';
  * them. `claims` are an access token's: `{ sub: userId, ver: tokenVersion }`.
  */
 
-export interface AccessClaims {
-  sub: string;
-  ver: number;
-}
-
 const now = () => Math.floor(Date.now() / 1000);
 
 /** A secret the server does not know. */

@@ -26,6 +26,7 @@ import { transportErrorHandler } from './http/graphql-errors';
 import { requireMultipartPreflight } from './http/multipart-preflight';
 import { createLogger } from './logger';
 import { createServices, type Services } from './services';
+import { tusRouter } from './tus/tus.route';
 import { openStore } from './storage';
 import type { FileStore } from './storage/file-store';
 
@@ -119,6 +120,8 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
     expressApp.set('trust proxy', config.trustProxy);
     // The API serves JSON and attachments, never pages of its own: no CSP to tune here.
     expressApp.use(helmet({ contentSecurityPolicy: false, crossOriginResourcePolicy: { policy: 'same-site' } }));
+    // Before the API's CORS rules: tus has its own headers to allow and expose.
+    expressApp.use('/tus', tusRouter(services, config, log));
     if (config.corsOrigins.length > 0) {
       expressApp.use(
         cors({

@@ -30,6 +30,9 @@ export const ERROR_TABLE = {
   RANGE_NOT_SATISFIABLE: { graphql: 'BAD_USER_INPUT', http: 416 },
   // Apollo's own code for the same CSRF refusal of a JSON body.
   PREFLIGHT_REQUIRED: { graphql: 'BAD_REQUEST', http: 400 },
+  // tus: a client speaking another protocol version, or a PATCH that is not tus's byte stream.
+  TUS_VERSION_UNSUPPORTED: { graphql: 'BAD_REQUEST', http: 412 },
+  UNSUPPORTED_MEDIA_TYPE: { graphql: 'BAD_USER_INPUT', http: 415 },
 } as const satisfies Record<string, { graphql: string; http: number }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;
@@ -116,6 +119,8 @@ export const Errors = {
     new AppError('SERVICE_UNAVAILABLE', 'The database is unavailable right now. Nothing was changed: retry in a few seconds.'),
   rangeNotSatisfiable: (size: number) =>
     new AppError('RANGE_NOT_SATISFIABLE', `The requested range is outside the file's ${size} bytes.`, { size }),
+  tusVersionUnsupported: () => new AppError('TUS_VERSION_UNSUPPORTED', 'This server speaks tus 1.0.0: send "Tus-Resumable: 1.0.0".'),
+  unsupportedMediaType: (expected: string) => new AppError('UNSUPPORTED_MEDIA_TYPE', `Send the bytes as Content-Type: ${expected}.`),
   preflightRequired: () =>
     new AppError('PREFLIGHT_REQUIRED', 'Multipart requests need an "apollo-require-preflight: true" header (CSRF prevention).'),
 };

@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { sendHttpError } from '../error-edge';
 import { Errors } from '../errors';
+import { bearerUser } from './bearer';
 import type { Services } from '../services';
 import type { ByteRange } from '../storage/file-store';
 
@@ -64,9 +65,7 @@ async function authorize(services: Services, req: Request): Promise<void> {
     }
     return;
   }
-  const match = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-  if (!match) throw Errors.unauthenticated('Send "Authorization: Bearer <token>" or use the file\'s downloadUrl.');
-  await services.auth.authenticate(match[1]);
+  await bearerUser(services, req, 'Send "Authorization: Bearer <token>" or use the file\'s downloadUrl.');
 }
 
 /**

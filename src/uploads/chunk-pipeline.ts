@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { Errors } from '../errors';
 import type { GcPacer } from '../gc-pacer';
 import type { Md5Session } from '../hashing/md5-pool';
@@ -186,13 +186,100 @@ export class BodyWatch {
     });
   }
 
-  async drain(): Promise<void> {
-    if (this.body.destroyed || this.body.readableEnded) return;
+  /**
+   * Reads the rest of the body and throws it away; false if it went past `maxBytes` (the
+   * caller then closes the connection after answering rather than read on).
+   */
+  async drain(maxBytes = Infinity): Promise<boolean> {
+    if (this.body.destroyed || this.body.readableEnded) return true;
     this.touch();
+    let read = 0;
     try {
-      for await (const _ of this.body) this.touch();
+      for await (const buffer of this.body.iterator({ destroyOnReturn: false })) {
+        this.touch();
+        read += (buffer as Buffer).length;
+        if (read > maxBytes) {
+          this.stop();
+          return false;
+        }
+      }
     } catch {
       // The body failed on its own (client gone, timeout): nothing left to read.
     }
+    return true;
+  }
+}
+
+/**
+ * Cuts one long request body (a tus PATCH may carry a whole multi-GiB file) into consecutive
+ * segments of at most `size` bytes, each its own stream, so each can be written and committed
+ * like a chunk: a connection cut mid-way loses at most the segment in flight. Bytes past a
+ * segment's end are put back on the body for the next one. Destroying a segment with an error
+ * destroys the body (an idle or lost-lease cut-off ends the request, not just the segment).
+ */
+export class BodySegments {
+  constructor(
+    private readonly body: Readable,
+    private readonly size: number,
+  ) {}
+
+  next(): Readable {
+    return new BodySegment(this.body, this.size);
+  }
+}
+
+class BodySegment extends Readable {
+  private left: number;
+
+  constructor(
+    private readonly source: Readable,
+    size: number,
+  ) {
+    super();
+    this.left = size;
+    source.on('readable', this.pump).once('end', this.sourceEnded).once('error', this.sourceFailed).once('close', this.sourceClosed);
+  }
+
+  override _read(): void {
+    this.pump();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.detach();
+    if (err) this.source.destroy(err);
+    callback(err);
+  }
+
+  private readonly pump = (): void => {
+    while (this.left > 0) {
+      let buffer: Buffer | null = this.source.read();
+      if (buffer === null) {
+        if (this.source.readableEnded) this.finish();
+        return;
+      }
+      if (buffer.length > this.left) {
+        this.source.unshift(buffer.subarray(this.left));
+        buffer = buffer.subarray(0, this.left);
+      }
+      this.left -= buffer.length;
+      const wantsMore = this.push(buffer);
+      if (this.left === 0) return this.finish();
+      if (!wantsMore) return;
+    }
+  };
+
+  private readonly sourceEnded = (): void => this.finish();
+  private readonly sourceFailed = (err: Error): void => void this.destroy(err);
+  private readonly sourceClosed = (): void => {
+    if (!this.source.readableEnded) this.destroy(Errors.badInput('The request was cut off.'));
+  };
+
+  private finish(): void {
+    this.detach();
+    this.push(null);
+  }
+
+  private detach(): void {
+    this.source.off('readable', this.pump).off('end', this.sourceEnded).off('error', this.sourceFailed).off('close', this.sourceClosed);
   }
 }

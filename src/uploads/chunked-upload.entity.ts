@@ -19,7 +19,7 @@ export enum UploadStatus {
 @Index({ properties: ['owner', 'createdAt'] })
 @Index({ properties: ['status', 'expiresAt'] })
 export class ChunkedUpload {
-  [OptionalProps]?: 'id' | 'description' | 'offset' | 'status' | 'createdAt' | 'updatedAt';
+  [OptionalProps]?: 'id' | 'description' | 'offset' | 'status' | 'createdAt' | 'updatedAt' | 'lengthDeferred';
 
   /** Also the id of the File it becomes, so a retried completion finds bytes it already moved. */
   @PrimaryKey({ type: 'uuid' })
@@ -39,6 +39,21 @@ export class ChunkedUpload {
 
   @Property({ type: new BigIntType('number') })
   totalSize!: number;
+
+  /**
+   * The client will declare the size later (tus creation-defer-length): until it does,
+   * `totalSize` is only the most the upload may hold, and it cannot complete.
+   */
+  @Property({ type: 'boolean' })
+  lengthDeferred: boolean = false;
+
+  /** The whole file's md5 as the client declared it at the start; the last byte completes against it. */
+  @Property({ type: 'text', nullable: true })
+  expectedMd5?: string | null;
+
+  /** tus Upload-Metadata as the client sent it, echoed back by HEAD. */
+  @Property({ type: 'text', nullable: true })
+  clientMetadata?: string | null;
 
   /** Bytes durably stored; only ever moved by a committed chunk. */
   @Property({ type: new BigIntType('number'), fieldName: 'offset' })

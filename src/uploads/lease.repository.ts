@@ -99,11 +99,15 @@ export class LeaseRepository {
   /**
    * Counts a written chunk and releases the lease in one statement: offset, md5 state and
    * storage state always move together. Undefined if the lease was lost meanwhile.
+   * `keepLease` renews it instead, for a writer with more of the same body to come.
    */
-  async commitChunk(lease: Lease, chunk: ChunkCommit): Promise<ChunkedUpload | undefined> {
+  async commitChunk(lease: Lease, chunk: ChunkCommit, { keepLease = false } = {}): Promise<ChunkedUpload | undefined> {
+    const leaseAfter = keepLease
+      ? 'lease_expires_at = now() + make_interval(secs => ?)'
+      : 'lease_token = null, lease_expires_at = null';
     const rows = await this.orm.em.getConnection().execute<Record<string, unknown>[]>(
       `update chunked_uploads
-          set "offset" = "offset" + ?, md5_state = ?, storage_state = ?::jsonb, lease_token = null, lease_expires_at = null,
+          set "offset" = "offset" + ?, md5_state = ?, storage_state = ?::jsonb, ${leaseAfter},
               updated_at = now(), expires_at = now() + make_interval(secs => ?)
         where id = ? and lease_token = ? and "offset" = ?
         returning *`,
@@ -111,11 +115,26 @@ export class LeaseRepository {
         chunk.bytesWritten,
         Buffer.from(chunk.md5State),
         chunk.storageState === null ? null : JSON.stringify(chunk.storageState),
+        ...(keepLease ? [this.leaseTtlSeconds] : []),
         this.uploadTtlSeconds,
         lease.uploadId,
         lease.token,
         chunk.offset,
       ],
+    );
+    return rows[0] ? this.orm.em.fork().map(ChunkedUpload, rows[0]) : undefined;
+  }
+
+  /**
+   * The holder declares the size of an upload that deferred it (tus): never below what is
+   * stored, never above the size it was allowed. Undefined if the lease was lost or the size does not fit.
+   */
+  async declareLength(lease: Lease, totalSize: number): Promise<ChunkedUpload | undefined> {
+    const rows = await this.orm.em.getConnection().execute<Record<string, unknown>[]>(
+      `update chunked_uploads set total_size = ?, length_deferred = false
+        where id = ? and lease_token = ? and length_deferred and "offset" <= ? and total_size >= ?
+        returning *`,
+      [totalSize, lease.uploadId, lease.token, totalSize, totalSize],
     );
     return rows[0] ? this.orm.em.fork().map(ChunkedUpload, rows[0]) : undefined;
   }

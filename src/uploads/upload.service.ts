@@ -11,15 +11,22 @@ import type { Md5Pool } from '../hashing/md5-pool';
 import type { FileService } from '../services/file.service';
 import { cleanDescription, cleanFilename, isUuid, parseMd5, requireByteCount } from '../services/validation';
 import { StorageUnavailableError, type ChunkWritten, type FileStore, type StoredUpload, type StoreState } from '../storage/file-store';
-import { BodyWatch, ChunkInspector, LeaseClock } from './chunk-pipeline';
+import { BodySegments, BodyWatch, ChunkInspector, LeaseClock } from './chunk-pipeline';
 import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
 import type { Claimed, Lease, LeaseRepository } from './lease.repository';
 
 export interface StartUploadInput {
   filename: string;
+  /** Ignored when `deferLength`: the size is declared later. */
   totalSize: number;
   description?: string | null;
   mimeType?: string | null;
+  /** The whole file's md5, declared now: the upload completes against it when its last byte lands. */
+  expectedMd5?: string | null;
+  /** tus creation-defer-length: the size comes with a later request. */
+  deferLength?: boolean;
+  /** tus Upload-Metadata, kept verbatim. */
+  clientMetadata?: string | null;
 }
 
 export interface AppendChunkInput {
@@ -30,9 +37,29 @@ export interface AppendChunkInput {
   chunkMd5?: string | null;
 }
 
+export interface AppendStreamInput {
+  uploadId: string;
+  offset: number;
+  /** The bytes, any length up to what is left of the upload; read as they arrive. */
+  body: Readable;
+  /** The size of an upload started without one (tus Upload-Length on a deferred upload). */
+  declaredLength?: number;
+}
+
+interface WritePlan {
+  /** Commit as the bytes arrive (a stream of any length) rather than once (a chunk). */
+  segmented?: boolean;
+  expectedChunkMd5?: string;
+  declaredLength?: number;
+}
+
+/** About how many bytes a long stream commits at a time (see `segmentSize`). */
+const STREAM_SEGMENT_BYTES = 32 * 1024 * 1024;
+
 export interface CompleteUploadInput {
   uploadId: string;
-  md5: string;
+  /** The whole file's md5; absent (tus), the one declared at the start, else the server's own. */
+  md5?: string;
   description?: string | null;
 }
 
@@ -43,6 +70,9 @@ export interface CompleteUploadInput {
  * succeeds if it still holds the lease and the offset has not moved.
  */
 export class UploadService {
+  /** This process's streams (tus PATCHes) by upload id, so a newer request can interrupt an abandoned one. */
+  private readonly liveStreams = new Map<string, { stop(): void; done: Promise<void> }>();
+
   constructor(
     private readonly orm: MikroORM,
     private readonly leases: LeaseRepository,
@@ -56,7 +86,8 @@ export class UploadService {
 
   async start(owner: User, input: StartUploadInput): Promise<ChunkedUpload> {
     const filename = cleanFilename(input.filename);
-    const totalSize = requireByteCount(input.totalSize, 'totalSize');
+    const totalSize = input.deferLength ? this.config.maxFileSize : requireByteCount(input.totalSize, 'totalSize');
+    const expectedMd5 = input.expectedMd5 == null ? null : parseMd5(input.expectedMd5, 'md5');
     if (totalSize > this.config.maxFileSize) {
       throw Errors.payloadTooLarge(`totalSize ${totalSize} passes the largest allowed file (${this.config.maxFileSize} bytes).`);
     }
@@ -68,6 +99,9 @@ export class UploadService {
       totalSize,
       description: cleanDescription(input.description ?? ''),
       mimeType: input.mimeType?.trim() || mime.lookup(filename) || null,
+      lengthDeferred: input.deferLength ?? false,
+      expectedMd5,
+      clientMetadata: input.clientMetadata ?? null,
       md5State: Buffer.from((await createMD5()).init().save()),
       createdAt: now,
       updatedAt: now,
@@ -113,50 +147,14 @@ export class UploadService {
    */
   async appendChunk(owner: User, input: AppendChunkInput): Promise<ChunkedUpload> {
     const watch = new BodyWatch(input.body, this.config.bodyTimeoutSeconds * 1000);
-    let lease: Lease | undefined;
     try {
       const offset = requireByteCount(input.offset, 'offset');
       const expectedChunkMd5 = input.chunkMd5 == null ? undefined : parseMd5(input.chunkMd5, 'chunkMd5');
       // An empty chunk is bad input, which outranks every refusal that needs the database.
       if (await watch.endsBeforeFirstByte()) throw Errors.badInput('The chunk is empty: send at least one byte.');
       if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
-
-      const claimSentAt = Date.now();
-      const claimed = await this.leases.claim(input.uploadId, owner.id, offset);
-      if (!claimed) throw await this.explainRefusal(input.uploadId, owner.id, { offset });
-      lease = claimed.lease;
-      const clock = new LeaseClock(lease.generation, this.config.uploadLockTtlSeconds * 1000, claimSentAt);
-      const renewal = this.keepLease(lease, clock, input.body);
-      const { totalSize } = claimed.upload;
-      const md5 = this.md5.open(claimed.upload.md5State);
-      let stored: StoredUpload;
-      let written: ChunkWritten;
-      let md5State: Uint8Array;
-      try {
-        watch.pause();
-        stored = await this.fenceIfTakenOver(claimed, clock);
-        watch.touch();
-        const limit = Math.min(this.config.maxChunkSize, totalSize - offset);
-        const rules = { limit, totalSize, offset, md5, expectedChunkMd5, lease: clock, gcPacer: this.gcPacer };
-        const inspector = ChunkInspector.inspect(watch, rules);
-        written = await this.store.writeChunk(stored, inspector, clock);
-        md5State = await inspector.md5State();
-      } catch (err) {
-        md5.discard();
-        throw asStorageRefusal(err, offset);
-      } finally {
-        clearInterval(renewal);
-      }
-      const committed = await this.leases.commitChunk(lease, { offset, bytesWritten: written.bytesWritten, md5State, storageState: written.state });
-      if (!committed) {
-        this.log.error({ uploadId: input.uploadId, offset }, 'a chunk writer lost its lease while writing; its bytes were not counted');
-        throw Errors.uploadLocked();
-      }
-      lease = undefined;
-      this.forgetSuperseded(stored, written.state);
-      return committed;
+      return await this.writeBody(owner, input.uploadId, offset, watch, { expectedChunkMd5 });
     } catch (err) {
-      if (lease) await this.release(lease);
       await watch.drain();
       throw err;
     } finally {
@@ -165,18 +163,160 @@ export class UploadService {
   }
 
   /**
+   * Appends a body of any length at the stored offset (tus PATCH): written and committed in
+   * segments under one lease, so a cut connection keeps every segment already committed.
+   * A new request for the same upload in this process interrupts it (see `interruptStream`).
+   */
+  async appendStream(owner: User, input: AppendStreamInput): Promise<ChunkedUpload> {
+    const watch = new BodyWatch(input.body, this.config.bodyTimeoutSeconds * 1000);
+    const interrupted = Promise.withResolvers<void>();
+    try {
+      const offset = requireByteCount(input.offset, 'offset');
+      const declaredLength = input.declaredLength === undefined ? undefined : requireByteCount(input.declaredLength, 'Upload-Length');
+      if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
+      await this.interruptStream(input.uploadId);
+      this.liveStreams.set(input.uploadId, { stop: () => input.body.destroy(Errors.uploadLocked()), done: interrupted.promise });
+      return await this.writeBody(owner, input.uploadId, offset, watch, { segmented: true, declaredLength });
+    } catch (err) {
+      await watch.drain(this.config.maxChunkSize);
+      throw err;
+    } finally {
+      watch.stop();
+      if (this.liveStreams.get(input.uploadId)?.done === interrupted.promise) this.liveStreams.delete(input.uploadId);
+      interrupted.resolve();
+    }
+  }
+
+  /**
+   * Stops this process's stream into the upload, if any, and waits until its lease is given
+   * back: a client that reconnects after a dropped connection must not wait out the lease of
+   * the request it abandoned (tus clients retry within seconds). Its committed segments stay.
+   */
+  async interruptStream(uploadId: string): Promise<void> {
+    const live = this.liveStreams.get(uploadId);
+    if (!live) return;
+    live.stop();
+    await live.done;
+  }
+
+  /**
+   * The write path shared by chunks and streams: claim at `offset` (fencing off an old holder
+   * that lost its lease), then write and commit the body, whole or in segments.
+   */
+  private async writeBody(owner: User, uploadId: string, offset: number, watch: BodyWatch, plan: WritePlan): Promise<ChunkedUpload> {
+    const claimSentAt = Date.now();
+    const claimed = await this.leases.claim(uploadId, owner.id, offset);
+    if (!claimed) throw await this.explainRefusal(uploadId, owner.id, { offset });
+    let lease: Lease | undefined = claimed.lease;
+    const clock = new LeaseClock(lease.generation, this.config.uploadLockTtlSeconds * 1000, claimSentAt);
+    const renewal = this.keepLease(lease, clock, watch.body);
+    try {
+      watch.pause();
+      let stored = await this.fenceIfTakenOver(claimed, clock).catch((err: unknown) => {
+        throw asStorageRefusal(err, offset);
+      });
+      watch.touch();
+      let upload = claimed.upload;
+      if (plan.declaredLength !== undefined) {
+        upload = await this.declareLength(lease, upload, plan.declaredLength);
+        stored = { ...stored, totalSize: upload.totalSize };
+      }
+      if (!plan.segmented) {
+        const limit = Math.min(this.config.maxChunkSize, upload.totalSize - offset);
+        const written = await this.writeSegment(stored, watch, { limit, expectedChunkMd5: plan.expectedChunkMd5, md5State: upload.md5State, clock });
+        const committed = await this.commit(lease, stored, written, { keepLease: false });
+        lease = undefined;
+        return committed;
+      }
+      const segments = new BodySegments(watch.body, this.segmentSize(upload));
+      for (;;) {
+        const segment = new BodyWatch(segments.next(), this.config.bodyTimeoutSeconds * 1000);
+        try {
+          if (await segment.endsBeforeFirstByte()) break;
+          const limit = upload.totalSize - upload.offset;
+          const written = await this.writeSegment(stored, segment, { limit, md5State: upload.md5State, clock });
+          const commitSentAt = Date.now();
+          upload = await this.commit(lease, stored, written, { keepLease: true });
+          clock.renewedAt(commitSentAt);
+          stored = { ...stored, offset: upload.offset, state: upload.storageState ?? null };
+        } finally {
+          segment.stop();
+        }
+      }
+      return upload;
+    } finally {
+      clearInterval(renewal);
+      if (lease) await this.release(lease);
+    }
+  }
+
+  /** Streams one chunk or segment into storage through the inspector (limits, md5s, lease). */
+  private async writeSegment(
+    stored: StoredUpload,
+    watch: BodyWatch,
+    { limit, expectedChunkMd5, md5State, clock }: { limit: number; expectedChunkMd5?: string; md5State: Uint8Array; clock: LeaseClock },
+  ): Promise<{ written: ChunkWritten; md5State: Uint8Array }> {
+    const md5 = this.md5.open(md5State);
+    try {
+      const rules = { limit, totalSize: stored.totalSize, offset: stored.offset, md5, expectedChunkMd5, lease: clock, gcPacer: this.gcPacer };
+      const inspector = ChunkInspector.inspect(watch, rules);
+      const written = await this.store.writeChunk(stored, inspector, clock);
+      return { written, md5State: await inspector.md5State() };
+    } catch (err) {
+      md5.discard();
+      throw asStorageRefusal(err, stored.offset);
+    }
+  }
+
+  /** Counts what was written: offset, md5 and storage state in one conditional statement. */
+  private async commit(lease: Lease, stored: StoredUpload, { written, md5State }: { written: ChunkWritten; md5State: Uint8Array }, options: { keepLease: boolean }): Promise<ChunkedUpload> {
+    const committed = await this.leases.commitChunk(
+      lease,
+      { offset: stored.offset, bytesWritten: written.bytesWritten, md5State, storageState: written.state },
+      options,
+    );
+    if (!committed) {
+      this.log.error({ uploadId: stored.id, offset: stored.offset }, 'a chunk writer lost its lease while writing; its bytes were not counted');
+      throw Errors.uploadLocked();
+    }
+    this.forgetSuperseded(stored, written.state);
+    return committed;
+  }
+
+  private async declareLength(lease: Lease, upload: ChunkedUpload, totalSize: number): Promise<ChunkedUpload> {
+    if (!upload.lengthDeferred) {
+      if (totalSize === upload.totalSize) return upload;
+      throw Errors.badInput(`The upload's length is already ${upload.totalSize} bytes and cannot change.`);
+    }
+    if (totalSize < upload.offset) throw Errors.badInput(`Upload-Length ${totalSize} is below the ${upload.offset} bytes already stored.`);
+    if (totalSize > upload.totalSize) throw Errors.payloadTooLarge(`Upload-Length ${totalSize} passes the largest allowed file (${upload.totalSize} bytes).`);
+    const declared = await this.leases.declareLength(lease, totalSize);
+    if (!declared) throw Errors.uploadLocked();
+    return declared;
+  }
+
+  /**
+   * How much of a long body to commit at a time: whole preferred chunks (on S3, whole parts),
+   * about 32 MiB, so a commit costs little against the bytes and a cut loses little.
+   */
+  private segmentSize(upload: ChunkedUpload): number {
+    const preferred = this.preferredChunkSize(upload);
+    return preferred * Math.max(1, Math.floor(Math.min(this.config.maxChunkSize, STREAM_SEGMENT_BYTES) / preferred));
+  }
+
+  /**
    * Checks size and md5, then publishes the bytes and writes the File row in one unit of work.
    * The chunk writer's stream is closed before its offset commits, so offset == totalSize
    * means every byte is written and no write stream is open.
    */
   async complete(owner: User, input: CompleteUploadInput): Promise<File> {
-    const md5 = parseMd5(input.md5, 'md5');
+    const md5 = input.md5 === undefined ? undefined : parseMd5(input.md5, 'md5');
     const description = input.description == null ? undefined : cleanDescription(input.description);
     if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
     const claimSentAt = Date.now();
     const claimed = await this.leases.claim(input.uploadId, owner.id);
     if (!claimed) {
-      const replay = await this.explainRefusal(input.uploadId, owner.id, { completingWithMd5: md5 });
+      const replay = await this.explainRefusal(input.uploadId, owner.id, { completing: { md5 } });
       if (replay instanceof File) return replay;
       throw replay;
     }
@@ -186,13 +326,15 @@ export class UploadService {
       if (upload.offset < upload.totalSize) throw Errors.uploadIncomplete(upload.offset, upload.totalSize);
       const hasher = await createMD5();
       hasher.load(upload.md5State);
+      if (upload.lengthDeferred) throw Errors.uploadIncomplete(upload.offset, upload.totalSize);
       const actual = hasher.digest('hex');
-      if (actual !== md5) {
-        throw Errors.checksumMismatch(`The stored bytes have md5 ${actual}, not ${md5}. Nothing was moved; the upload stays open.`);
+      const expected = md5 ?? upload.expectedMd5 ?? actual;
+      if (actual !== expected) {
+        throw Errors.checksumMismatch(`The stored bytes have md5 ${actual}, not ${expected}. Nothing was moved; the upload stays open.`);
       }
       const clock = new LeaseClock(lease.generation, this.config.uploadLockTtlSeconds * 1000, claimSentAt);
       const stored = await this.fenceIfTakenOver(claimed, clock);
-      const file = await this.publish(upload, lease, stored, { description: description ?? upload.description, md5 });
+      const file = await this.publish(upload, lease, stored, { description: description ?? upload.description, md5: actual });
       published = true;
       return file;
     } catch (err) {
@@ -267,14 +409,15 @@ export class UploadService {
   private async explainRefusal(
     uploadId: string,
     ownerId: string,
-    attempt: { offset?: number; completingWithMd5?: string },
+    attempt: { offset?: number; completing?: { md5?: string } },
   ): Promise<AppError | File> {
     const upload = await this.orm.em.fork().findOne(ChunkedUpload, { id: uploadId, owner: ownerId });
     if (!upload) return Errors.notFound('Upload');
-    if (upload.status === UploadStatus.COMPLETE && attempt.completingWithMd5) {
+    if (upload.status === UploadStatus.COMPLETE && attempt.completing) {
       const file = await this.files.findById(uploadId);
       if (!file) return Errors.notFound('File (it was deleted after this upload completed)');
-      if (file.md5 !== attempt.completingWithMd5) {
+      const expected = attempt.completing.md5 ?? upload.expectedMd5 ?? file.md5;
+      if (file.md5 !== expected) {
         return Errors.checksumMismatch(`This upload is already complete with md5 ${file.md5}.`);
       }
       return file;

@@ -2,6 +2,7 @@ import { Migration20261125000000 } from './Migration20261125000000_initial';
 import { Migration20261125010000 } from './Migration20261125010000_login_throttle';
 import { Migration20261125020000 } from './Migration20261125020000_storage_state';
 import { Migration20261202000000 } from './Migration20261202000000_fenced_leases';
+import { Migration20261202100000 } from './Migration20261202100000_tus_uploads';
 
 /** Listed explicitly so the compiled server needs no file globbing to find them. */
 export const migrations = [
@@ -9,4 +10,5 @@ export const migrations = [
   { name: 'Migration20261125010000_login_throttle', class: Migration20261125010000 },
   { name: 'Migration20261125020000_storage_state', class: Migration20261125020000 },
   { name: 'Migration20261202000000_fenced_leases', class: Migration20261202000000 },
+  { name: 'Migration20261202100000_tus_uploads', class: Migration20261202100000 },
 ];

@@ -106,7 +106,7 @@ describe(`lease repository (${databaseKind} database)`, () => {
     assert.equal(taker.lease.tookOver, true);
     assert.equal(taker.lease.generation, old.lease.generation + 1);
 
-    assert.equal(await shortLeases.renew(old.lease), false);
+    assert.equal(await shortLeases.renew(old.lease), 'lost');
     assert.equal(await shortLeases.saveStorageState(old.lease, { stale: true }), false);
     const stale = { offset: 0, bytesWritten: 5, md5State: new Uint8Array([9]), storageState: null };
     assert.equal(await shortLeases.commitChunk(old.lease, stale), undefined);
@@ -120,9 +120,26 @@ describe(`lease repository (${databaseKind} database)`, () => {
     const { lease } = (await shortLeases.claim(id, owner.id))!;
     for (let i = 0; i < 3; i++) {
       await sleep((SHORT_TTL * 1000) / 2);
-      assert.equal(await shortLeases.renew(lease), true);
+      assert.equal(await shortLeases.renew(lease), 'held');
     }
     assert.equal(await leases.claim(id, owner.id), undefined, 'still held after more than its TTL');
+  });
+
+  it("passes a newer request's ask to release to the holder's next renewal, and a new claim clears it", async () => {
+    const id = await newUpload();
+    assert.equal(await leases.askToRelease(id, owner.id), false, 'nobody to ask while the lease is free');
+    const { lease } = (await leases.claim(id, owner.id))!;
+    const em = db.orm.em.fork();
+    const stranger = em.create(User, { username: `bystander-${Date.now()}`, passwordHash: 'x' });
+    await em.flush();
+    assert.equal(await leases.askToRelease(id, stranger.id), false, "another user cannot disturb the owner's writer");
+    assert.equal(await leases.renew(lease), 'held');
+    assert.equal(await leases.askToRelease(id, owner.id), true);
+    assert.equal(await leases.renew(lease), 'asked to release');
+    assert.equal(await leases.renew(lease), 'asked to release', 'the ask stands until the lease changes hands');
+    await leases.release(lease);
+    const next = (await leases.claim(id, owner.id))!;
+    assert.equal(await leases.renew(next.lease), 'held');
   });
 
   it('commits offset, md5 state and storage state together and releases the lease', async () => {

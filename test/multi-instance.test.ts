@@ -5,8 +5,9 @@ import { NEEDS_POSTGRES } from './helpers/database';
 import { ProcessFixture, type ServerInstance } from './helpers/process';
 import { openChunkRequest } from './helpers/raw-chunk';
 import { S3_SKIP, s3Env } from './helpers/s3';
-import { sleep } from './helpers/timing';
-import { completeAndVerify, resumeUpload, sendChunks } from './helpers/upload';
+import { sleep, withTimeout } from './helpers/timing';
+import { openStalledPatch, patch, startRaw, tusRequest } from './helpers/tus';
+import { completeAndVerify, resumeUpload, sendChunks, verifyDownload } from './helpers/upload';
 
 const MiB = 1024 * 1024;
 
@@ -50,3 +51,30 @@ function twoInstances(name: string, skip: string | false, storageEnv: () => Reco
 
 twoInstances('disk, one shared DATA_DIR', NEEDS_POSTGRES, () => ({ STORAGE: 'disk' }), true);
 twoInstances('S3, one bucket', NEEDS_POSTGRES || S3_SKIP, s3Env, false);
+
+describe('two server instances and a tus client that reconnects to the other one', { skip: NEEDS_POSTGRES }, () => {
+  const fixture = new ProcessFixture();
+
+  it("asks the first instance's abandoned PATCH to give the lease back, so the client goes on within seconds", async () => {
+    const database = await fixture.database();
+    const shared = await fixture.tempDir('tus-shared');
+    // A lease far longer than tus-js-client's retry delays (0, 1, 3, 5 s): waiting it out would fail.
+    const env = { UPLOAD_LOCK_TTL: '60', BODY_TIMEOUT: '120' };
+    const [a, b] = [await fixture.instance(env, shared, database), await fixture.instance(env, shared, database)];
+    const bytes = randomFile(4 * MiB);
+    const id = await startRaw(a.admin, bytes.length, 'moved.bin');
+    // The client's connection to A goes silent mid-PATCH (no FIN, no RST): A still holds the lease.
+    const stalled = await openStalledPatch(a.admin, `${a.url}/tus/${id}`, 0, bytes.length, bytes.subarray(0, MiB));
+    try {
+      const urlOnB = `${b.url}/tus/${id}`;
+      const head = await withTimeout(tusRequest(urlOnB, 'HEAD', { token: b.admin.token }), 6000, 'HEAD on the other instance');
+      assert.equal(head.status, 200);
+      const offset = Number(head.headers.get('upload-offset'));
+      const rest = await withTimeout(patch(b.admin, urlOnB, offset, bytes.subarray(offset)), 10_000, 'PATCH on the other instance');
+      assert.equal(rest.status, 204, await rest.text());
+    } finally {
+      stalled.destroy();
+    }
+    await verifyDownload(b.admin, id, bytes);
+  });
+});

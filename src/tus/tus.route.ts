@@ -108,7 +108,7 @@ export function tusRouter(services: Services, config: Config, log: Logger): Rout
       const user = await bearerUser(services, req, HOW_TO_AUTHENTICATE);
       const id = req.params.id as string;
       // The client is resuming: a stream it abandoned in this process must not hold the lease.
-      await uploads.interruptStream(id);
+      await uploads.interruptStream(user, id);
       const upload = await uploads.get(user, id);
       refuseIfGone(upload);
       await completeIfWhole(user, upload);
@@ -143,7 +143,7 @@ export function tusRouter(services: Services, config: Config, log: Logger): Rout
     try {
       const user = await bearerUser(services, req, HOW_TO_AUTHENTICATE);
       const id = req.params.id as string;
-      await uploads.interruptStream(id);
+      await uploads.interruptStream(user, id);
       await uploads.abort(user, id);
       res.status(204).end();
     } catch (err) {

@@ -12,7 +12,7 @@ export enum UploadStatus {
 
 /**
  * An upload in progress (and, for a while, its outcome). Its lease columns (lease_token,
- * lease_expires_at, lease_generation) are deliberately not mapped here: the lease repository
+ * lease_expires_at, lease_generation, lease_release_requested) are deliberately not mapped here: the lease repository
  * is the only code that reads or writes them.
  */
 @Entity({ tableName: 'chunked_uploads' })

@@ -38,7 +38,7 @@ type ClaimRow = Record<string, unknown> & { lease_generation: string | number; t
 
 /**
  * The only code that reads or writes the lease columns (lease_token, lease_expires_at,
- * lease_generation) of `chunked_uploads`.
+ * lease_generation, lease_release_requested) of `chunked_uploads`.
  */
 export class LeaseRepository {
   constructor(
@@ -61,7 +61,8 @@ export class LeaseRepository {
       `with no_flush as (select set_config('synchronous_commit', 'off', true)),
             previous as (select id, lease_token from chunked_uploads where id = ? for update)
        update chunked_uploads u
-          set lease_token = ?, lease_expires_at = now() + make_interval(secs => ?), lease_generation = u.lease_generation + 1
+          set lease_token = ?, lease_expires_at = now() + make_interval(secs => ?), lease_generation = u.lease_generation + 1,
+              lease_release_requested = false
          from no_flush, previous
         where u.id = previous.id and u.owner_id = ? and u.status = 'UPLOADING' and u.expires_at > now()
           and (u.lease_token is null or u.lease_expires_at <= now())
@@ -77,14 +78,31 @@ export class LeaseRepository {
     };
   }
 
-  /** Extends the lease by its TTL from now; false once it belongs to someone else. */
-  async renew(lease: Lease): Promise<boolean> {
-    const renewed = await this.orm.em.getConnection().execute<unknown[]>(
+  /**
+   * Extends the lease by its TTL from now: 'lost' once it belongs to someone else, 'asked to
+   * release' when a newer request for the upload wants it (see `askToRelease`).
+   */
+  async renew(lease: Lease): Promise<'held' | 'lost' | 'asked to release'> {
+    const renewed = await this.orm.em.getConnection().execute<{ lease_release_requested: boolean }[]>(
       `update chunked_uploads set lease_expires_at = now() + make_interval(secs => ?)
-        where id = ? and lease_token = ? returning id`,
+        where id = ? and lease_token = ? returning lease_release_requested`,
       [this.leaseTtlSeconds, lease.uploadId, lease.token],
     );
-    return renewed.length === 1;
+    if (renewed.length === 0) return 'lost';
+    return renewed[0].lease_release_requested ? 'asked to release' : 'held';
+  }
+
+  /**
+   * Asks whoever holds the owner's upload's live lease, on any instance, to give it back soon
+   * (its next renewal sees the request). False when nobody holds it.
+   */
+  async askToRelease(uploadId: string, ownerId: string): Promise<boolean> {
+    const asked = await this.orm.em.getConnection().execute<unknown[]>(
+      `update chunked_uploads set lease_release_requested = true
+        where id = ? and owner_id = ? and lease_token is not null and lease_expires_at > now() returning id`,
+      [uploadId, ownerId],
+    );
+    return asked.length === 1;
   }
 
   /** Persists a storage state the holder made without moving the offset (a fence). */

@@ -2,6 +2,7 @@ import type { MikroORM } from '@mikro-orm/core';
 import { createMD5 } from 'hash-wasm';
 import mime from 'mime-types';
 import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
 import { File, type User } from '../entities';
@@ -52,6 +53,12 @@ interface WritePlan {
   expectedChunkMd5?: string;
   declaredLength?: number;
 }
+
+/** How often a stream renews its lease, so an ask to release reaches it soon. */
+const STREAM_RENEW_MS = 1000;
+/** How long a request waits for another instance's stream to give the lease back before going on. */
+const RELEASE_WAIT_MS = 3000;
+const RELEASE_POLL_MS = 100;
 
 /** About how many bytes a long stream commits at a time (see `segmentSize`). */
 const STREAM_SEGMENT_BYTES = 32 * 1024 * 1024;
@@ -174,7 +181,7 @@ export class UploadService {
       const offset = requireByteCount(input.offset, 'offset');
       const declaredLength = input.declaredLength === undefined ? undefined : requireByteCount(input.declaredLength, 'Upload-Length');
       if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
-      await this.interruptStream(input.uploadId);
+      await this.interruptStream(owner, input.uploadId);
       this.liveStreams.set(input.uploadId, { stop: () => input.body.destroy(Errors.uploadLocked()), done: interrupted.promise });
       return await this.writeBody(owner, input.uploadId, offset, watch, { segmented: true, declaredLength });
     } catch (err) {
@@ -188,15 +195,22 @@ export class UploadService {
   }
 
   /**
-   * Stops this process's stream into the upload, if any, and waits until its lease is given
-   * back: a client that reconnects after a dropped connection must not wait out the lease of
-   * the request it abandoned (tus clients retry within seconds). Its committed segments stay.
+   * Stops the stream into the owner's upload that holds its lease, if any, and waits (briefly)
+   * until the lease is given back: a client that reconnects after a dropped connection must
+   * not wait out the lease of the request it abandoned (tus clients retry within seconds). A
+   * stream in this process stops at once; one on another instance at its next renewal.
+   * Committed segments stay.
    */
-  async interruptStream(uploadId: string): Promise<void> {
+  async interruptStream(owner: User, uploadId: string): Promise<void> {
     const live = this.liveStreams.get(uploadId);
-    if (!live) return;
-    live.stop();
-    await live.done;
+    if (live) {
+      live.stop();
+      await live.done;
+      return;
+    }
+    if (!isUuid(uploadId) || !(await this.leases.askToRelease(uploadId, owner.id))) return;
+    const deadline = Date.now() + RELEASE_WAIT_MS;
+    while (Date.now() < deadline && (await this.leases.isHeld(uploadId))) await sleep(RELEASE_POLL_MS);
   }
 
   /**
@@ -209,7 +223,9 @@ export class UploadService {
     if (!claimed) throw await this.explainRefusal(uploadId, owner.id, { offset });
     let lease: Lease | undefined = claimed.lease;
     const clock = new LeaseClock(lease.generation, this.config.uploadLockTtlSeconds * 1000, claimSentAt);
-    const renewal = this.keepLease(lease, clock, watch.body);
+    // A stream renews often, so that a newer request's ask to release reaches it within a second.
+    const renewEveryMs = Math.min((this.config.uploadLockTtlSeconds * 1000) / 3, plan.segmented ? STREAM_RENEW_MS : Infinity);
+    const renewal = this.keepLease(lease, clock, watch.body, renewEveryMs);
     try {
       watch.pause();
       let stored = await this.fenceIfTakenOver(claimed, clock).catch((err: unknown) => {
@@ -432,22 +448,27 @@ export class UploadService {
     return Errors.uploadLocked();
   }
 
-  /** Renews the lease while a chunk streams; a writer that lost it stops before it can do harm. */
-  private keepLease(lease: Lease, clock: LeaseClock, body: Readable): NodeJS.Timeout {
+  /**
+   * Renews the lease while a body streams. A writer that lost it stops before it can do harm;
+   * one asked to release it (a newer request for the upload) stops and gives it back.
+   */
+  private keepLease(lease: Lease, clock: LeaseClock, body: Readable, everyMs: number): NodeJS.Timeout {
     const renew = async () => {
       const sentAt = Date.now();
       try {
-        if (await this.leases.renew(lease)) {
-          clock.renewedAt(sentAt);
-        } else {
+        const outcome = await this.leases.renew(lease);
+        if (outcome === 'lost') {
           clock.lose();
           body.destroy(Errors.uploadLocked());
+          return;
         }
+        clock.renewedAt(sentAt);
+        if (outcome === 'asked to release') body.destroy(Errors.uploadLocked());
       } catch (err) {
         this.log.warn({ err, uploadId: lease.uploadId }, 'could not renew an upload lease; the chunk stops if the lease runs out');
       }
     };
-    return setInterval(renew, (this.config.uploadLockTtlSeconds * 1000) / 3).unref();
+    return setInterval(renew, everyMs).unref();
   }
 
   private async release(lease: Lease): Promise<void> {

@@ -18,8 +18,11 @@ export class ChunkedUploadType {
   @Field(() => String, { nullable: true })
   mimeType?: string | null;
 
-  @Field(() => SafeInt, { description: 'Declared by startUpload.' })
+  @Field(() => SafeInt, { description: 'Declared by startUpload. While lengthDeferred: the most the upload may hold.' })
   totalSize!: number;
+
+  @Field(() => Boolean, { description: 'Started over tus with Upload-Defer-Length: the size is declared by a later PATCH.' })
+  lengthDeferred!: boolean;
 
   @Field(() => SafeInt, { description: 'Bytes durably stored; the next chunk must start here.' })
   offset!: number;
@@ -46,6 +49,7 @@ export class ChunkedUploadType {
       description: upload.description,
       mimeType: upload.mimeType ?? null,
       totalSize: upload.totalSize,
+      lengthDeferred: upload.lengthDeferred,
       offset: upload.offset,
       status: upload.status,
       createdAt: upload.createdAt,

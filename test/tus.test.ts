@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { md5, randomFile, type GraphQLClient } from './helpers/client';
 import { S3_SKIP, s3Env } from './helpers/s3';
 import { startServer, type TestServer } from './helpers/server';
-import { withTimeout } from './helpers/timing';
+import { sleep, withTimeout } from './helpers/timing';
 import { b64, dropMidway, openStalledPatch, patch, startRaw, statusOf, tusRequest, tusUpload, uploadIdOf } from './helpers/tus';
 import { verifyDownload } from './helpers/upload';
 
@@ -182,3 +183,47 @@ for (const storage of ['disk', 's3'] as const) {
     });
   });
 }
+
+describe('tus: a long PATCH and an idle one', () => {
+  let server: TestServer;
+  let alice: GraphQLClient;
+
+  before(async () => {
+    server = await startServer({ BODY_TIMEOUT: '1', MAX_CHUNK_SIZE: String(MiB) });
+    alice = await server.admin.newUser();
+  });
+  after(() => server?.close());
+
+  it('keeps a PATCH that takes far longer than BODY_TIMEOUT as long as bytes keep coming', async () => {
+    const bytes = randomFile(3 * MiB);
+    const id = await startRaw(alice, bytes.length, 'slow.bin');
+    const pieces = 12;
+    const slowBody = (async function* () {
+      for (let i = 0; i < pieces; i++) {
+        await sleep(250);
+        yield bytes.subarray((i * bytes.length) / pieces, ((i + 1) * bytes.length) / pieces);
+      }
+    })();
+    const res = await fetch(`${alice.url}/tus/${id}`, {
+      method: 'PATCH',
+      headers: { 'tus-resumable': '1.0.0', authorization: `Bearer ${alice.token}`, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' },
+      body: Readable.toWeb(Readable.from(slowBody)) as ReadableStream,
+      duplex: 'half',
+    } as RequestInit);
+    assert.equal(res.status, 204, await res.text());
+    await verifyDownload(alice, id, bytes);
+  });
+
+  it('cuts off a PATCH that sends nothing for BODY_TIMEOUT, keeping its committed segments', async () => {
+    const bytes = randomFile(3 * MiB);
+    const id = await startRaw(alice, bytes.length, 'idle.bin');
+    const url = `${alice.url}/tus/${id}`;
+    const stalled = await openStalledPatch(alice, url, 0, bytes.length, bytes.subarray(0, 2 * MiB + 10));
+    const closed = new Promise((resolve) => stalled.once('close', resolve));
+    await withTimeout(closed, 10_000, 'the server cutting off the idle PATCH');
+    const head = await tusRequest(url, 'HEAD', { token: alice.token });
+    assert.equal(head.headers.get('upload-offset'), String(2 * MiB), 'the two whole 1 MiB segments count, the partial one does not');
+    assert.equal((await patch(alice, url, 2 * MiB, bytes.subarray(2 * MiB))).status, 204);
+    await verifyDownload(alice, id, bytes);
+  });
+});

@@ -172,7 +172,8 @@ export class UploadService {
   /**
    * Appends a body of any length at the stored offset (tus PATCH): written and committed in
    * segments under one lease, so a cut connection keeps every segment already committed.
-   * A new request for the same upload in this process interrupts it (see `interruptStream`).
+   * A newer request for the same upload interrupts it (see `interruptStream`). What is left of
+   * a refused body is the caller's to read or not.
    */
   async appendStream(owner: User, input: AppendStreamInput): Promise<ChunkedUpload> {
     const watch = new BodyWatch(input.body, this.config.bodyTimeoutSeconds * 1000);
@@ -184,9 +185,6 @@ export class UploadService {
       await this.interruptStream(owner, input.uploadId);
       this.liveStreams.set(input.uploadId, { stop: () => input.body.destroy(Errors.uploadLocked()), done: interrupted.promise });
       return await this.writeBody(owner, input.uploadId, offset, watch, { segmented: true, declaredLength });
-    } catch (err) {
-      await watch.drain(this.config.maxChunkSize);
-      throw err;
     } finally {
       watch.stop();
       if (this.liveStreams.get(input.uploadId)?.done === interrupted.promise) this.liveStreams.delete(input.uploadId);
@@ -244,6 +242,8 @@ export class UploadService {
         lease = undefined;
         return committed;
       }
+      // Each segment watches for idleness from here on; the whole body may take hours.
+      watch.stop();
       const segments = new BodySegments(watch.body, this.segmentSize(upload));
       for (;;) {
         const segment = new BodyWatch(segments.next(), this.config.bodyTimeoutSeconds * 1000);

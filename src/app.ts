@@ -1,7 +1,6 @@
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import cors from 'cors';
@@ -22,8 +21,10 @@ import { createFormatError } from './graphql/format-error';
 import { buildAppSchema } from './graphql/schema';
 import { Md5Pool } from './hashing/md5-pool';
 import { downloadRouter } from './http/download.route';
+import { explorerRouter } from './http/explorer';
 import { transportErrorHandler } from './http/graphql-errors';
 import { requireMultipartPreflight } from './http/multipart-preflight';
+import { pageSecurityPolicy } from './http/page-security';
 import { createLogger } from './logger';
 import { createServices, type Services } from './services';
 import { tusRouter } from './tus/tus.route';
@@ -32,21 +33,6 @@ import type { FileStore } from './storage/file-store';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 const PUBLIC_DIR = path.resolve(__dirname, '../../public');
-
-/** What the playground opens with: log in, then paste the token into the Authorization header. */
-const EXAMPLE_OPERATION = `# 1. Log in, then set the header  Authorization: Bearer <token>
-mutation Login {
-  login(username: "admin", password: "<password>") { token user { username isAdmin } }
-}
-
-# 2. The library, newest first
-query Files {
-  files(first: 10) {
-    totalCount
-    edges { node { id name size md5 uploadedAt author { username } downloadUrl } }
-  }
-}
-`;
 
 export interface App {
   readonly server: http.Server;
@@ -107,9 +93,8 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
         drainUnreadUploads,
         inFlight.plugin,
         ApolloServerPluginDrainHttpServer({ httpServer: server }),
-        config.playground
-          ? ApolloServerPluginLandingPageLocalDefault({ embed: true, document: EXAMPLE_OPERATION, includeCookies: false })
-          : ApolloServerPluginLandingPageDisabled(),
+        // The explorer, when on, is GraphiQL served from this server (http/explorer.ts).
+        ApolloServerPluginLandingPageDisabled(),
       ],
     });
     await apollo.start();
@@ -142,12 +127,9 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
       }
     });
     expressApp.use(downloadRouter(services, log));
-    // The browser client (public/): log in, upload with resume, list, download. It holds a
-    // token, so it gets a strict CSP (hash-wasm needs WebAssembly compilation).
-    expressApp.use(
-      helmet.contentSecurityPolicy({ directives: { 'script-src': ["'self'", "'wasm-unsafe-eval'"] } }),
-      express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }),
-    );
+    // The browser client (public/): log in, upload with resume, list, download; and the explorer.
+    expressApp.use(pageSecurityPolicy(), express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }));
+    if (config.playground) expressApp.use(explorerRouter());
     expressApp.use(
       '/graphql',
       requireMultipartPreflight,

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FILE_FIELDS, md5, randomFile, type GraphQLClient } from './helpers/client';
 import { databaseKind } from './helpers/database';
@@ -199,6 +201,34 @@ describe(`downloads: GET /files/:id/content (${databaseKind})`, () => {
       assert.equal(errorCode(unknown.body), 'NOT_FOUND');
       assert.equal((await bob.download(`/files/not-an-id/content`)).status, 404);
     });
+  });
+
+  it('answers every refusal with error headers only: never the file\'s type, name, length, ETag or caching', async () => {
+    // A browser saves an answer with Content-Disposition: attachment as the file, whatever its status.
+    const iso = await uploadFile(alice, randomFile(2000), `big-${randomUUID()}.iso`);
+    const url = (id: string) => `${server.url}/files/${id}/content`;
+    const bearer = { authorization: `Bearer ${bob.token}` };
+    const gone = await uploadFile(alice, randomFile(500), 'gone.iso');
+    await rm(join(server.dataDir, 'files', gone.id));
+    const cases: [string, () => Promise<Response>, number][] = [
+      ['a range past the end', () => fetch(url(iso.id), { headers: { ...bearer, range: 'bytes=5000-' } }), 416],
+      ['a range past the end, HEAD', () => fetch(url(iso.id), { method: 'HEAD', headers: { ...bearer, range: 'bytes=5000-' } }), 416],
+      ['no token', () => fetch(url(iso.id)), 401],
+      ["another file's link", () => fetch(`${url(iso.id)}?token=${linkToken(other.downloadUrl)}`), 401],
+      ['an unknown id', () => fetch(url(randomUUID()), { headers: bearer }), 404],
+      ['stored bytes that are gone', () => fetch(url(gone.id), { headers: bearer }), 0],
+    ];
+    for (const [what, send, status] of cases) {
+      const res = await send();
+      if (status) assert.equal(res.status, status, what);
+      else assert.ok(res.status >= 400, `${what}: ${res.status}`);
+      assert.match(res.headers.get('content-type') ?? '', /^application\/json/, what);
+      for (const header of ['content-disposition', 'etag', 'accept-ranges']) assert.equal(res.headers.get(header), null, `${what}: ${header}`);
+      assert.equal(res.headers.get('cache-control'), 'no-store', what);
+      assert.equal(res.headers.get('content-range'), status === 416 ? `bytes */${iso.size}` : null, what);
+      if (what.endsWith('HEAD')) continue;
+      assert.ok(errorCode(Buffer.from(await res.arrayBuffer())), `${what}: a GraphQL-shaped error body`);
+    }
   });
 
   it('expires a downloadUrl after DOWNLOAD_LINK_TTL seconds', async () => {

@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { md5, randomFile } from './helpers/client';
 import { ADMIN, startServer, type TestServer } from './helpers/server';
-import { sleep } from './helpers/timing';
+import { eventually, sleep } from './helpers/timing';
 
 // Debian's package (apt-get install -y chromium), driven by playwright-core: no browser download.
 const CHROMIUM = '/usr/bin/chromium';
+const HOSTNAME = 'files.example.test';
 const ARGS = [
   '--headless',
   '--no-sandbox',
@@ -20,8 +21,11 @@ const ARGS = [
   '--no-first-run',
   '--disable-component-update',
   '--disable-sync',
+  // A name that is not loopback, for the page opened by hostname over plain HTTP.
+  `--host-resolver-rules=MAP ${HOSTNAME} 127.0.0.1`,
 ];
 const KiB = 1024;
+const MiB = 1024 * KiB;
 const root = path.resolve(__dirname, '../..');
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium) to run the browser test`;
 
@@ -38,23 +42,34 @@ describe('the browser page in headless Chromium', { skip }, () => {
       'the page is not built: run `npm run build:client`',
     );
     dir = await mkdtemp(path.join(os.tmpdir(), 'e2e-browser-'));
-    server = await startServer();
+    // A limit the size pre-check can be seen against (the main test's file is 3 MiB).
+    server = await startServer({ MAX_FILE_SIZE: String(40 * MiB) });
     context = await chromium.launchPersistentContext(path.join(dir, 'profile'), {
       executablePath: CHROMIUM,
       headless: true,
       args: ARGS,
       acceptDownloads: true,
     });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(20_000);
-    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error') pageErrors.push(`console: ${msg.text()}`);
+    page = watched(context.pages()[0] ?? (await context.newPage()));
+  });
+
+  /** Page errors, console errors, 404s and failed requests end up in pageErrors. */
+  function watched(p: Page): Page {
+    p.setDefaultTimeout(20_000);
+    p.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
+    p.on('console', (msg) => {
+      // Chromium ignores Cross-Origin-Opener-Policy from a plain-HTTP origin that is not loopback, and says so.
+      if (msg.type() === 'error' && !msg.text().startsWith('The Cross-Origin-Opener-Policy header has been ignored')) {
+        pageErrors.push(`console: ${msg.text()}`);
+      }
     });
-    page.on('response', (res) => {
+    p.on('response', (res) => {
       if (res.status() === 404) pageErrors.push(`404: ${res.url()}`);
     });
-  });
+    return p;
+  }
+
+  const rowStatus = (p: Page, name: string) => p.locator(`#upload-list li[data-name="${name}"] .status`);
 
   after(async () => {
     await context?.close();
@@ -107,7 +122,7 @@ describe('the browser page in headless Chromium', { skip }, () => {
 
     await page.reload();
     await page.unroute('**/graphql');
-    // Still logged in (the token lives for the tab); the server's upload is offered for resuming.
+    // Still logged in (the token is kept in localStorage); the server's upload is offered for resuming.
     await page.locator('#app-view').waitFor({ state: 'visible' });
     await page.locator(`#interrupted-list li[data-upload-id="${uploadId}"]`).waitFor();
     const stored = (await server.admin.getUpload(uploadId)).offset as number;
@@ -138,5 +153,135 @@ describe('the browser page in headless Chromium', { skip }, () => {
     assert.equal((await server.admin.data('{ files { totalCount } }')).files.totalCount, 0);
 
     assert.deepEqual(pageErrors, []);
+  });
+
+  test('opened by hostname over plain HTTP, the page loads its CSS and JS (no upgrade to https)', async () => {
+    const p = watched(await context.newPage());
+    const failed: string[] = [];
+    p.on('requestfailed', (req) => failed.push(`${req.url()}: ${req.failure()?.errorText}`));
+    const port = new URL(server.url).port;
+    try {
+      await p.goto(`http://${HOSTNAME}:${port}/`);
+      // Another origin: its own (empty) storage, so the login form.
+      await p.locator('#login-view').waitFor({ state: 'visible' });
+      assert.equal(await p.locator('#booting').isHidden(), true, 'not stuck on Loading…');
+      // The stylesheet applied (the page's background colour).
+      assert.equal(await p.evaluate(() => (globalThis as any).getComputedStyle((globalThis as any).document.body.parentElement).backgroundColor), 'rgb(245, 247, 250)');
+      assert.deepEqual(failed, []);
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('a new tab stays logged in; too large a file is refused up front in words; rows and buttons are named; finished rows clear', async () => {
+    const p = watched(await context.newPage());
+    const started: string[] = [];
+    p.on('request', (req) => {
+      const body = req.postData() ?? '';
+      if (body.includes('startUpload')) started.push(body);
+    });
+    try {
+      // Logged in by the first test, in another tab: the token is kept for the browser, not the tab.
+      await p.goto(`${server.url}/?chunkSize=${128 * KiB}`);
+      await p.locator('#app-view').waitFor({ state: 'visible' });
+      assert.equal(await p.textContent('#whoami'), `${ADMIN.username} (admin)`);
+
+      const big = path.join(dir, 'big.bin');
+      await writeFile(big, '');
+      await truncate(big, 60 * MiB);
+      const slow = path.join(dir, 'slow.bin');
+      await writeFile(slow, randomFile(768 * KiB));
+      await p.route('**/graphql', async (route) => {
+        if ((route.request().headers()['content-type'] ?? '').startsWith('multipart/')) await sleep(150);
+        await route.continue().catch(() => {});
+      });
+      await p.setInputFiles('#file-input', [big, slow]);
+
+      // The size pre-check: human words, nothing sent, nothing to resume, only to clear.
+      await rowStatus(p, 'big.bin').filter({ hasText: 'limit' }).waitFor();
+      assert.equal(await rowStatus(p, 'big.bin').textContent(), '60 MiB is over the 40 MiB limit.');
+      assert.equal(await p.getByRole('button', { name: 'Resume big.bin' }).count(), 0);
+      assert.equal(await p.getByRole('button', { name: 'Pause big.bin' }).count(), 0);
+      await p.getByRole('button', { name: 'Clear big.bin' }).waitFor({ state: 'visible' });
+
+      // A running upload: its progress bar and buttons say which file they belong to.
+      await p.getByRole('progressbar', { name: 'Upload of slow.bin' }).waitFor();
+      await p.getByRole('button', { name: 'Pause slow.bin' }).waitFor({ state: 'visible' });
+      await p.getByRole('button', { name: 'Cancel slow.bin' }).waitFor({ state: 'visible' });
+      await p.waitForFunction(() => (globalThis as any).document.querySelector('#upload-list li[data-name="slow.bin"]')?.dataset.state === 'done');
+      await p.unroute('**/graphql');
+      assert.equal(started.filter((body) => body.includes('big.bin')).length, 0, 'no startUpload for the file over the limit');
+      assert.equal(started.filter((body) => body.includes('slow.bin')).length, 1);
+      await p.getByRole('button', { name: 'Delete slow.bin' }).waitFor({ state: 'visible' });
+
+      // Finished rows (done or refused) clear, one by one or all at once.
+      await p.getByRole('button', { name: 'Clear big.bin' }).click();
+      assert.equal(await p.locator('#upload-list li[data-name="big.bin"]').count(), 0);
+      await p.getByRole('button', { name: 'Clear finished' }).click();
+      assert.equal(await p.locator('#upload-list li').count(), 0);
+      assert.equal(await p.locator('#clear-finished').isHidden(), true);
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('the GraphQL explorer works offline: loads with every non-loopback request refused, runs { me { username } } with a bearer token', async () => {
+    const p = watched(await context.newPage());
+    const blocked: string[] = [];
+    await p.route(
+      (url) => url.hostname !== '127.0.0.1',
+      (route) => {
+        blocked.push(route.request().url());
+        return route.abort('internetdisconnected');
+      },
+    );
+    try {
+      // GraphiQL reads the schema first (introspection needs no token); typing before it has made runs go missing.
+      const schemaRead = p.waitForResponse((res) => (res.request().postData() ?? '').includes('IntrospectionQuery'));
+      await p.goto(`${server.url}/graphql`);
+      await schemaRead;
+      const headers = p.locator('section[aria-label="Headers"] .graphiql-editor:not(.hidden) .CodeMirror');
+      await headers.click();
+      await p.keyboard.press('Control+A');
+      await p.keyboard.insertText(JSON.stringify({ Authorization: `Bearer ${server.admin.token}` }));
+      await p.locator('section[aria-label="Query Editor"] .CodeMirror').click();
+      await p.keyboard.press('Control+A');
+      await p.keyboard.insertText('{ me { username } }');
+      // GraphiQL takes editor changes into its state after a debounce: a click right after typing
+      // may run nothing, so click until the answer shows.
+      const result = p.locator('section[aria-label="Result Window"]');
+      await eventually(async () => {
+        await p.getByRole('button', { name: /Execute query/ }).click();
+        await result.filter({ hasText: '"username"' }).waitFor({ timeout: 2000 });
+      }, 15_000);
+      assert.match((await result.textContent()) ?? '', /"username":\s*"admin"/);
+      assert.deepEqual(blocked, [], 'the explorer asked for nothing outside this server');
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('a kept token that no longer works is said so on the login form', async () => {
+    const p = watched(await context.newPage());
+    try {
+      await p.goto(`${server.url}/`);
+      await p.locator('#app-view').waitFor({ state: 'visible' });
+      // Changing the password revokes every token issued before, the page's included.
+      const changed = await server.admin.request(`mutation($o: String!, $n: String!) { changePassword(oldPassword: $o, newPassword: $n) }`, {
+        o: ADMIN.password,
+        n: `${ADMIN.password}-changed`,
+      });
+      assert.equal(changed.data?.changePassword, true);
+      await p.reload();
+      await p.locator('#login-view').waitFor({ state: 'visible' });
+      assert.equal(await p.textContent('#login-error'), 'Your session has ended (it expired, or the password was changed): log in again.');
+      assert.equal(await p.evaluate(() => (globalThis as any).localStorage.getItem('chunked-upload-token')), null, 'the dead token is forgotten');
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await p.close();
+    }
   });
 });

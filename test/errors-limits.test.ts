@@ -35,6 +35,14 @@ describe(`error codes: configured limits and the transport (${databaseKind})`, (
   after(() => Promise.all([server?.close(), limited?.close()]));
 
   describe('PAYLOAD_TOO_LARGE (configured maxima)', () => {
+    it('serverLimits tells a client the maxima before it starts (with a token only)', async () => {
+      assert.deepEqual((await carol.data(`{ serverLimits { maxFileSize maxChunkSize } }`)).serverLimits, {
+        maxFileSize: MAX_FILE_SIZE,
+        maxChunkSize: MAX_CHUNK_SIZE,
+      });
+      expectCode(await limited.client.request(`{ serverLimits { maxFileSize } }`), 'UNAUTHENTICATED');
+    });
+
     it('refuses a totalSize over MAX_FILE_SIZE; exactly MAX_FILE_SIZE is allowed', async () => {
       const count = async () => (await carol.data(`{ myUploads { id } }`)).myUploads.length;
       const before = await count();

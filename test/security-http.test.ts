@@ -20,7 +20,7 @@ describe(`security: CSRF, CORS, headers and production mode (${databaseKind})`, 
   let server: TestServer;
   /** NODE_ENV=production with CORS_ORIGINS=https://app.example. */
   let production: TestServer;
-  /** NODE_ENV=production with GRAPHQL_INTROSPECTION=true. */
+  /** NODE_ENV=production with GRAPHQL_INTROSPECTION=true, behind a TLS proxy on loopback (TRUST_PROXY=loopback). */
   let introspective: TestServer;
   /** Shared and read-only: alice is the author of `aliceFile`. */
   let alice: GraphQLClient;
@@ -30,7 +30,7 @@ describe(`security: CSRF, CORS, headers and production mode (${databaseKind})`, 
     [server, production, introspective] = await startServers(
       {},
       { NODE_ENV: 'production', JWT_SECRET: 'p'.repeat(40), CORS_ORIGINS: APP_ORIGIN },
-      { NODE_ENV: 'production', JWT_SECRET: 'q'.repeat(40), GRAPHQL_INTROSPECTION: 'true' },
+      { NODE_ENV: 'production', JWT_SECRET: 'q'.repeat(40), GRAPHQL_INTROSPECTION: 'true', TRUST_PROXY: 'loopback' },
     );
     alice = await server.admin.newUser();
     aliceFile = await uploadFile(alice, randomFile(1000), 'shared.txt');
@@ -167,17 +167,33 @@ describe(`security: CSRF, CORS, headers and production mode (${databaseKind})`, 
       }
     });
 
-    it('the browser page at / is served with a Content-Security-Policy', async () => {
-      const res = await fetch(`${server.url}/`);
+    const PAGE_CSP =
+      "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;" +
+      "object-src 'none';script-src 'self' 'wasm-unsafe-eval';script-src-attr 'none';style-src 'self' https: 'unsafe-inline'";
+
+    it('the browser page and the explorer are served with a Content-Security-Policy, without upgrade-insecure-requests over plain HTTP', async () => {
+      // Over plain HTTP, upgrade-insecure-requests made a browser that opened the page by
+      // hostname fetch its CSS and JS over https: the page never loaded (e2e-browser opens it so).
+      const pages: [string, Response][] = [
+        ['/', await fetch(`${server.url}/`)],
+        ['/ with a forged X-Forwarded-Proto (no TRUST_PROXY)', await fetch(`${server.url}/`, { headers: { 'x-forwarded-proto': 'https' } })],
+        ['/ from a trusted proxy, over plain HTTP', await fetch(`${introspective.url}/`, { headers: { 'x-forwarded-proto': 'http' } })],
+        ['the explorer', await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } })],
+      ];
+      for (const [what, res] of pages) {
+        assert.equal(res.status, 200, what);
+        assert.equal(res.headers.get('content-type'), 'text/html; charset=utf-8', what);
+        await res.arrayBuffer();
+        // The page holds the bearer token: scripts only from its own origin (and WebAssembly for the md5).
+        assert.equal(res.headers.get('content-security-policy'), PAGE_CSP, what);
+      }
+    });
+
+    it('behind a trusted TLS proxy (X-Forwarded-Proto: https, TRUST_PROXY) the page gets upgrade-insecure-requests', async () => {
+      const res = await fetch(`${introspective.url}/`, { headers: { 'x-forwarded-proto': 'https' } });
       assert.equal(res.status, 200);
-      assert.equal(res.headers.get('content-type'), 'text/html; charset=utf-8');
       await res.arrayBuffer();
-      // The page holds the bearer token: scripts only from its own origin (and WebAssembly for the md5).
-      assert.equal(
-        res.headers.get('content-security-policy'),
-        "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;" +
-          "object-src 'none';script-src 'self' 'wasm-unsafe-eval';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests",
-      );
+      assert.equal(res.headers.get('content-security-policy'), `${PAGE_CSP};upgrade-insecure-requests`);
     });
   });
 

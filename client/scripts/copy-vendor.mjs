@@ -13,3 +13,25 @@ const target = path.join(root, 'public/vendor/hash-wasm');
 await mkdir(target, { recursive: true });
 await copyFile(path.join(dist, 'md5.umd.min.js'), path.join(target, 'md5.umd.min.js'));
 console.log(`copied ${path.relative(root, path.join(dist, 'md5.umd.min.js'))} to ${path.relative(root, target)}/`);
+
+// The GraphQL explorer (src/http/explorer.ts): GraphiQL's UMD build and the React it expects
+// as globals, with their licences, into dist/explorer/ (served only when GRAPHQL_PLAYGROUND is on).
+const explorer = path.join(root, 'dist/explorer');
+await mkdir(explorer, { recursive: true });
+const explorerFiles = [
+  ['react', 'umd/react.production.min.js'],
+  ['react-dom', 'umd/react-dom.production.min.js'],
+  ['graphiql', 'graphiql.min.js'],
+  ['graphiql', 'graphiql.min.css'],
+];
+for (const [pkg, file] of explorerFiles) {
+  await copyFile(path.join(packageDir(pkg), file), path.join(explorer, path.basename(file)));
+}
+for (const pkg of new Set(explorerFiles.map(([p]) => p))) {
+  await copyFile(path.join(packageDir(pkg), 'LICENSE'), path.join(explorer, `LICENSE.${pkg}`));
+}
+console.log(`copied graphiql, react and react-dom to ${path.relative(root, explorer)}/`);
+
+function packageDir(name) {
+  return path.dirname(require.resolve(`${name}/package.json`));
+}

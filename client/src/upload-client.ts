@@ -8,6 +8,7 @@ import {
   LoginDocument,
   MeDocument,
   MyUploadsDocument,
+  ServerLimitsDocument,
   StartUploadDocument,
   UploadChunkDocument,
   UploadStateDocument,
@@ -15,6 +16,7 @@ import {
   type FilesQuery,
   type FilesQueryVariables,
   type MyUploadsQuery,
+  type ServerLimitsQuery,
   type TypedDocumentString,
   type UploadStateFragment,
   type UploadStatus,
@@ -180,6 +182,11 @@ export class BaseUploadClient {
   /** The author or an admin; anyone else gets FORBIDDEN. */
   async deleteFile(id: string): Promise<boolean> {
     return (await this.request(DeleteFileDocument, { id })).deleteFile;
+  }
+
+  /** What the server accepts, to refuse a file that is too large before uploading anything. */
+  async serverLimits(): Promise<ServerLimitsQuery['serverLimits']> {
+    return (await this.request(ServerLimitsDocument, {})).serverLimits;
   }
 
   async myUploads(status?: UploadStatus): Promise<MyUpload[]> {

@@ -5,6 +5,8 @@
  */
 import { UploadClient, UploadError, formatBytes, isAbortError, type FileInfo, type MyUpload, type UploadProgress, type UserInfo } from '../src/browser.js';
 
+type ServerLimits = Awaited<ReturnType<UploadClient['serverLimits']>>;
+
 const TOKEN_KEY = 'chunked-upload-token';
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** downloadUrl links live DOWNLOAD_LINK_TTL (15 min by default): older ones are fetched anew on click. */
@@ -15,9 +17,14 @@ const params = new URLSearchParams(location.search);
 /** `?chunkSize=262144` overrides the SDK's default (8 MiB, capped by the server). */
 const chunkSize = Number(params.get('chunkSize')) || undefined;
 
-// Same origin: the server serves this page. The token lives for the tab (survives reloads).
-const client = new UploadClient({ url: '', token: sessionStorage.getItem(TOKEN_KEY) ?? undefined });
+// Same origin: the server serves this page. The token is kept in localStorage, so a reload, a
+// new tab and a restarted browser stay logged in until it expires (JWT_TTL) or Log out.
+const client = new UploadClient({ url: '', token: localStorage.getItem(TOKEN_KEY) ?? undefined });
 let me: UserInfo | null = null;
+/** The server's limits, asked once per login: a file over maxFileSize is refused before any upload. */
+let limits: Promise<ServerLimits | undefined> = Promise.resolve(undefined);
+
+const SESSION_ENDED = 'Your session has ended (it expired, or the password was changed): log in again.';
 
 function el<T extends HTMLElement = HTMLElement>(id: string): T {
   const found = document.getElementById(id);
@@ -35,7 +42,7 @@ function describeError(err: unknown): string {
   if (err instanceof UploadError) {
     switch (err.code) {
       case 'UNAUTHENTICATED':
-        return 'Your session has ended: log in again.';
+        return SESSION_ENDED;
       case 'FORBIDDEN':
         return 'Not allowed: only the author or an admin can do that.';
       case 'RATE_LIMITED':
@@ -61,7 +68,7 @@ function toast(message: string): void {
 /** Any call that finds the session gone sends the user back to the login form. */
 function handleAuthError(err: unknown): boolean {
   if (err instanceof UploadError && err.code === 'UNAUTHENTICATED') {
-    logout('Your session has ended: log in again.');
+    logout(SESSION_ENDED);
     return true;
   }
   return false;
@@ -70,18 +77,39 @@ function handleAuthError(err: unknown): boolean {
 // ---------------------------------------------------------------- session
 
 async function boot(): Promise<void> {
+  let message = '';
   if (client.token) {
     try {
       me = await client.me();
     } catch (err) {
-      if (!(err instanceof UploadError && err.code === 'UNAUTHENTICATED')) toast(describeError(err));
+      // A kept token that no longer works is said so, not silently dropped.
+      message = describeError(err);
+      if (err instanceof UploadError && err.code === 'UNAUTHENTICATED') forgetToken();
       me = null;
     }
   }
   el('booting').hidden = true;
   if (me) showApp();
-  else showLogin();
+  else showLogin(message);
 }
+
+function forgetToken(): void {
+  localStorage.removeItem(TOKEN_KEY);
+  client.token = undefined;
+}
+
+// Another tab logged in or out: follow it, so no tab keeps working with a token that is gone.
+window.addEventListener('storage', (event) => {
+  if (event.key !== TOKEN_KEY && event.key !== null) return;
+  const token = localStorage.getItem(TOKEN_KEY) ?? undefined;
+  if (token === client.token) return;
+  if (!token) {
+    logout('Logged out in another tab.');
+    return;
+  }
+  client.token = token;
+  void boot();
+});
 
 function showLogin(message = ''): void {
   el('app-view').hidden = true;
@@ -96,14 +124,14 @@ function showApp(): void {
   el('app-view').hidden = false;
   el('session').hidden = false;
   el('whoami').textContent = `${me!.username}${me!.isAdmin ? ' (admin)' : ''}`;
+  limits = client.serverLimits().catch(() => undefined);
   void refreshInterrupted();
   void loadFiles(true);
 }
 
 function logout(message = ''): void {
   for (const row of rows) row.controller?.abort(new DOMException('Logged out', 'AbortError'));
-  sessionStorage.removeItem(TOKEN_KEY);
-  client.token = undefined;
+  forgetToken();
   me = null;
   showLogin(message);
 }
@@ -115,7 +143,7 @@ el<HTMLFormElement>('login-form').addEventListener('submit', async (event) => {
   el('login-error').textContent = '';
   try {
     const { token, user } = await client.login(el<HTMLInputElement>('username').value, el<HTMLInputElement>('password').value);
-    sessionStorage.setItem(TOKEN_KEY, token);
+    localStorage.setItem(TOKEN_KEY, token);
     me = user;
     el<HTMLInputElement>('password').value = '';
     showApp();
@@ -131,7 +159,11 @@ el('logout').addEventListener('click', () => logout());
 
 // ---------------------------------------------------------------- uploads
 
-type RowState = 'queued' | 'uploading' | 'paused' | 'done' | 'error';
+/** 'failed': an error that resuming cannot fix (too large, refused); 'error': one it may. */
+type RowState = 'queued' | 'uploading' | 'paused' | 'done' | 'error' | 'failed';
+
+/** Codes that sending the same file again cannot change. */
+const FINAL_CODES = new Set(['PAYLOAD_TOO_LARGE', 'BAD_USER_INPUT', 'FORBIDDEN', 'QUOTA_EXCEEDED']);
 
 interface UploadRow {
   file: File;
@@ -144,6 +176,7 @@ interface UploadRow {
   status: HTMLElement;
   pauseButton: HTMLButtonElement;
   cancelButton: HTMLButtonElement;
+  clearButton: HTMLButtonElement;
 }
 
 const rows: UploadRow[] = [];
@@ -154,52 +187,95 @@ function sameFile(a: File, b: File): boolean {
   return a.name === b.name && a.size === b.size && a.lastModified === b.lastModified;
 }
 
-function addFiles(files: Iterable<File>): void {
+function tooLarge(size: number, limit: number): string {
+  return `${formatBytes(size)} is over the ${formatBytes(limit)} limit.`;
+}
+
+async function addFiles(files: Iterable<File>): Promise<void> {
+  const description = el<HTMLInputElement>('description').value.trim();
+  const known = await limits;
   for (const file of files) {
-    const existing = rows.find((row) => sameFile(row.file, file) && row.state !== 'done');
+    const existing = rows.find((row) => sameFile(row.file, file) && row.state !== 'done' && row.state !== 'failed');
     if (existing) {
       // The same file again: resume it if it was paused or failed.
       if (existing.state === 'paused' || existing.state === 'error') enqueue(existing);
       continue;
     }
-    const row = createRow(file, el<HTMLInputElement>('description').value.trim());
+    const row = createRow(file, description);
     rows.push(row);
     el('upload-list').prepend(row.node);
-    enqueue(row);
+    if (known && file.size > known.maxFileSize) setState(row, 'failed', tooLarge(file.size, known.maxFileSize));
+    else enqueue(row);
   }
+  updateClearFinished();
+}
+
+/** A button whose accessible name says which file it acts on ("Cancel photo.bin"). */
+function rowButton(className: string, label: string, name: string): HTMLButtonElement {
+  const button = make('button', { type: 'button', className, textContent: label });
+  button.setAttribute('aria-label', `${label} ${name}`);
+  return button;
+}
+
+function labelButton(button: HTMLButtonElement, label: string, name: string): void {
+  button.textContent = label;
+  button.setAttribute('aria-label', `${label} ${name}`);
 }
 
 function createRow(file: File, description: string): UploadRow {
   const progress = make('progress', { max: Math.max(file.size, 1), value: 0 });
+  progress.setAttribute('aria-label', `Upload of ${file.name}`);
   const status = make('span', { className: 'status', textContent: 'Waiting…' });
-  const pauseButton = make('button', { type: 'button', className: 'pause', textContent: 'Pause' });
-  const cancelButton = make('button', { type: 'button', className: 'cancel danger', textContent: 'Cancel' });
+  const pauseButton = rowButton('pause', 'Pause', file.name);
+  const cancelButton = rowButton('cancel danger', 'Cancel', file.name);
+  const clearButton = rowButton('clear', 'Clear', file.name);
   const node = make(
     'li',
     { className: 'upload' },
     make('span', { className: 'name', textContent: file.name, title: file.name }),
-    make('span', { className: 'actions' }, pauseButton, cancelButton),
+    make('span', { className: 'actions' }, pauseButton, cancelButton, clearButton),
     progress,
     status,
   );
   node.dataset.name = file.name;
-  const row: UploadRow = { file, state: 'queued', description, node, progress, status, pauseButton, cancelButton };
+  const row: UploadRow = { file, state: 'queued', description, node, progress, status, pauseButton, cancelButton, clearButton };
   pauseButton.addEventListener('click', () => {
     if (row.state === 'uploading' || row.state === 'queued') pause(row);
     else if (row.state === 'paused' || row.state === 'error') enqueue(row);
   });
   cancelButton.addEventListener('click', () => void cancel(row));
+  clearButton.addEventListener('click', () => clear(row));
   return row;
 }
 
 function setState(row: UploadRow, state: RowState, message?: string): void {
   row.state = state;
   row.node.dataset.state = state;
-  row.pauseButton.textContent = state === 'paused' || state === 'error' ? 'Resume' : 'Pause';
-  row.pauseButton.hidden = state === 'done';
-  row.cancelButton.hidden = state === 'done';
+  const finished = state === 'done' || state === 'failed';
+  labelButton(row.pauseButton, state === 'paused' || state === 'error' ? 'Resume' : 'Pause', row.file.name);
+  row.pauseButton.hidden = finished;
+  // A failed file with nothing on the server has nothing to cancel: it is only cleared.
+  row.cancelButton.hidden = state === 'done' || (state === 'failed' && !row.uploadId);
+  row.clearButton.hidden = !finished;
   if (message !== undefined) row.status.textContent = message;
+  updateClearFinished();
 }
+
+/** Takes a finished row off the list (the file stays in the library). */
+function clear(row: UploadRow): void {
+  const index = rows.indexOf(row);
+  if (index >= 0) rows.splice(index, 1);
+  row.node.remove();
+  updateClearFinished();
+}
+
+function updateClearFinished(): void {
+  el('clear-finished').hidden = !rows.some((row) => row.state === 'done' || row.state === 'failed');
+}
+
+el('clear-finished').addEventListener('click', () => {
+  for (const row of rows.filter((r) => r.state === 'done' || r.state === 'failed')) clear(row);
+});
 
 function enqueue(row: UploadRow): void {
   setState(row, 'queued', 'Waiting…');
@@ -224,8 +300,7 @@ function pause(row: UploadRow): void {
 
 async function cancel(row: UploadRow): Promise<void> {
   row.controller?.abort(new DOMException('Cancelled', 'AbortError'));
-  rows.splice(rows.indexOf(row), 1);
-  row.node.remove();
+  clear(row);
   if (row.uploadId) {
     try {
       await client.abortUpload(row.uploadId);
@@ -259,13 +334,23 @@ async function run(row: UploadRow): Promise<void> {
     if (isAbortError(err) || controller.signal.aborted) {
       if (rows.includes(row)) setState(row, 'paused', `Paused at ${formatBytes(Number(row.progress.value))}. Resume continues from there.`);
     } else if (!handleAuthError(err)) {
-      setState(row, 'error', describeError(err));
+      const final = err instanceof UploadError && FINAL_CODES.has(err.code);
+      setState(row, final ? 'failed' : 'error', await describeUploadError(err, row.file));
     }
   } finally {
     if (row.controller === controller) row.controller = undefined;
     void refreshInterrupted();
     pump();
   }
+}
+
+/** A refused size in the same words as the check before uploading. */
+async function describeUploadError(err: unknown, file: File): Promise<string> {
+  const known = await limits;
+  if (err instanceof UploadError && err.code === 'PAYLOAD_TOO_LARGE' && known && file.size > known.maxFileSize) {
+    return tooLarge(file.size, known.maxFileSize);
+  }
+  return describeError(err);
 }
 
 /**
@@ -317,7 +402,7 @@ async function refreshInterrupted(): Promise<void> {
   const list = el('interrupted-list');
   list.replaceChildren(
     ...interrupted.map((upload) => {
-      const discard = make('button', { type: 'button', className: 'danger', textContent: 'Discard' });
+      const discard = rowButton('danger', 'Discard', upload.filename);
       discard.addEventListener('click', async () => {
         discard.disabled = true;
         try {
@@ -328,12 +413,14 @@ async function refreshInterrupted(): Promise<void> {
         void refreshInterrupted();
       });
       const percent = upload.totalSize === 0 ? 0 : Math.floor((upload.offset / upload.totalSize) * 100);
+      const progress = make('progress', { max: Math.max(upload.totalSize, 1), value: upload.offset });
+      progress.setAttribute('aria-label', `Upload of ${upload.filename}`);
       const node = make(
         'li',
         { className: 'upload' },
         make('span', { className: 'name', textContent: upload.filename, title: upload.filename }),
         make('span', { className: 'actions' }, discard),
-        make('progress', { max: Math.max(upload.totalSize, 1), value: upload.offset }),
+        progress,
         make('span', {
           className: 'status',
           textContent: `${formatBytes(upload.offset)} of ${formatBytes(upload.totalSize)} · ${percent}% · kept until ${new Date(upload.expiresAt).toLocaleString()}`,
@@ -349,7 +436,7 @@ async function refreshInterrupted(): Promise<void> {
 const dropZone = el('drop-zone');
 el<HTMLInputElement>('file-input').addEventListener('change', (event) => {
   const input = event.target as HTMLInputElement;
-  if (input.files) addFiles([...input.files]);
+  if (input.files) void addFiles([...input.files]);
   input.value = '';
 });
 dropZone.addEventListener('dragover', (event) => {
@@ -360,7 +447,7 @@ dropZone.addEventListener('dragleave', () => dropZone.classList.remove('over'));
 dropZone.addEventListener('drop', (event) => {
   event.preventDefault();
   dropZone.classList.remove('over');
-  if (event.dataTransfer?.files.length) addFiles([...event.dataTransfer.files]);
+  if (event.dataTransfer?.files.length) void addFiles([...event.dataTransfer.files]);
 });
 // A file dropped next to the zone would otherwise replace the page (and stop the uploads).
 window.addEventListener('dragover', (event) => event.preventDefault());
@@ -391,7 +478,11 @@ async function loadFiles(reset: boolean): Promise<void> {
     else body.append(...fileRows);
     endCursor = page.pageInfo.endCursor;
     el('load-more').hidden = !page.pageInfo.hasNextPage;
-    el('files-empty').hidden = body.children.length > 0;
+    // One message when the list is empty: no header row, no "0 of 0 files".
+    const empty = body.children.length === 0;
+    el('files-table').hidden = empty;
+    el('files-count').hidden = empty;
+    el('files-empty').hidden = !empty;
     el('files-empty').textContent = search
       ? 'No file names match the search.'
       : view === 'old'
@@ -422,7 +513,7 @@ function fileRow(file: FileInfo, loadedAt: number): HTMLTableRowElement {
   });
   const actions = make('td');
   if (me && (me.isAdmin || file.author?.id === me.id)) {
-    const del = make('button', { type: 'button', className: 'delete danger', textContent: 'Delete' });
+    const del = rowButton('delete danger', 'Delete', file.name);
     del.addEventListener('click', async () => {
       if (!confirm(`Delete ${file.name}?`)) return;
       del.disabled = true;

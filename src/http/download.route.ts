@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { sendHttpError } from '../error-edge';
-import { Errors } from '../errors';
+import { AppError, Errors } from '../errors';
 import { bearerUser } from './bearer';
 import type { Services } from '../services';
 import type { ByteRange } from '../storage/file-store';
@@ -20,23 +20,19 @@ export function downloadRouter(services: Services, log: Logger): Router {
       await authorize(services, req);
       const file = await services.files.get(req.params.id);
       const etag = `"${file.md5}"`;
-      res.setHeader('ETag', etag);
-      res.setHeader('Accept-Ranges', 'bytes');
-      res.setHeader('Cache-Control', 'private, no-cache');
-      res.setHeader('X-Content-Type-Options', 'nosniff');
+      // Validators and caching describe this file: only the answers about it (200, 206, 304) carry them.
+      const validators = { ETag: etag, 'Accept-Ranges': 'bytes', 'Cache-Control': 'private, no-cache' };
       if (matchesEtag(req.headers['if-none-match'], etag)) {
-        res.status(304).end();
+        res.status(304).set(validators).end();
         return;
       }
       const range = requestedRange(req, file.size, etag);
-      if (range === 'unsatisfiable') {
-        res.setHeader('Content-Range', `bytes */${file.size}`);
-        throw Errors.rangeNotSatisfiable(file.size);
-      }
+      if (range === 'unsatisfiable') throw Errors.rangeNotSatisfiable(file.size);
       const body = await services.files.open(file.id, range);
-      // Only now: an error answer is JSON, not an attachment named like the file.
+      res.set(validators);
       res.setHeader('Content-Disposition', attachment(file.name));
       res.setHeader('Content-Type', file.mimeType || 'application/octet-stream');
+      res.setHeader('X-Content-Type-Options', 'nosniff');
       if (range) {
         res.status(206);
         res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${file.size}`);
@@ -51,10 +47,28 @@ export function downloadRouter(services: Services, log: Logger): Router {
         if (err?.code !== 'ERR_STREAM_PREMATURE_CLOSE') log.warn({ err, fileId: file.id }, 'download stopped');
       });
     } catch (err) {
-      sendHttpError(res, err, log, { url: req.originalUrl }, 'download failed');
+      sendDownloadError(res, err, log, req.originalUrl);
     }
   });
   return router;
+}
+
+/** Headers that describe the file; an error answer must not carry them (a browser would save the JSON error as the file). */
+const FILE_HEADERS = ['Content-Disposition', 'Content-Type', 'Content-Length', 'Content-Range', 'ETag', 'Accept-Ranges', 'Cache-Control'];
+
+/**
+ * An error answer carries error headers only, whatever the route had set before it failed: the
+ * error edge's JSON, `Cache-Control: no-store`, and for a 416 the Content-Range with the file's
+ * size that RFC 9110 asks for. Once the bytes are flowing, the error edge cuts the connection
+ * instead.
+ */
+function sendDownloadError(res: Response, err: unknown, log: Logger, url: string): void {
+  if (!res.headersSent) {
+    for (const name of FILE_HEADERS) res.removeHeader(name);
+    res.setHeader('Cache-Control', 'no-store');
+    if (err instanceof AppError && err.code === 'RANGE_NOT_SATISFIABLE') res.setHeader('Content-Range', `bytes */${err.extensions.size}`);
+  }
+  sendHttpError(res, err, log, { url }, 'download failed');
 }
 
 async function authorize(services: Services, req: Request): Promise<void> {

@@ -127,6 +127,11 @@ export type DeleteFileMutationVariables = Exact<{
 
 export type DeleteFileMutation = { __typename?: 'Mutation', deleteFile: boolean };
 
+export type ServerLimitsQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type ServerLimitsQuery = { __typename?: 'Query', serverLimits: { __typename?: 'ServerLimits', maxFileSize: number, maxChunkSize: number } };
+
 export class TypedDocumentString<TResult, TVariables>
   extends String
   implements DocumentTypeDecoration<TResult, TVariables>
@@ -365,3 +370,11 @@ export const DeleteFileDocument = new TypedDocumentString(`
   deleteFile(id: $id)
 }
     `) as unknown as TypedDocumentString<DeleteFileMutation, DeleteFileMutationVariables>;
+export const ServerLimitsDocument = new TypedDocumentString(`
+    query ServerLimits {
+  serverLimits {
+    maxFileSize
+    maxChunkSize
+  }
+}
+    `) as unknown as TypedDocumentString<ServerLimitsQuery, ServerLimitsQueryVariables>;

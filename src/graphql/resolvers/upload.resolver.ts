@@ -6,7 +6,7 @@ import { Errors } from '../../errors';
 import { requireUser, type RequestContext } from '../context';
 import { SafeInt } from '../scalars';
 import { FileType } from '../types/file.type';
-import { ChunkedUploadType, StartUploadInput } from '../types/upload.type';
+import { ChunkedUploadType, ServerLimits, StartUploadInput } from '../types/upload.type';
 
 @Resolver()
 export class UploadResolver {
@@ -24,6 +24,13 @@ export class UploadResolver {
   ): Promise<ChunkedUploadType[]> {
     const uploads = await ctx.services.uploads.listMine(requireUser(ctx), status);
     return uploads.map((u) => this.view(ctx, u));
+  }
+
+  @Authorized()
+  @Query(() => ServerLimits)
+  serverLimits(@Ctx() ctx: RequestContext): ServerLimits {
+    const { maxFileSize, maxChunkSize } = ctx.services.config;
+    return Object.assign(new ServerLimits(), { maxFileSize, maxChunkSize });
   }
 
   @Authorized()

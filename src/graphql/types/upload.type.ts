@@ -59,6 +59,15 @@ export class ChunkedUploadType {
   }
 }
 
+@ObjectType({ description: 'Limits a client can check before it starts (the browser page refuses a file that is too large up front).' })
+export class ServerLimits {
+  @Field(() => SafeInt, { description: 'The largest totalSize startUpload accepts (MAX_FILE_SIZE).' })
+  maxFileSize!: number;
+
+  @Field(() => SafeInt, { description: 'The largest chunk the server accepts (MAX_CHUNK_SIZE).' })
+  maxChunkSize!: number;
+}
+
 @InputType()
 export class StartUploadInput {
   @Field(() => String, { description: 'Path components and control characters are removed.' })

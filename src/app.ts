@@ -23,7 +23,9 @@ import { Md5Pool } from './hashing/md5-pool';
 import { downloadRouter } from './http/download.route';
 import { explorerRouter } from './http/explorer';
 import { transportErrorHandler } from './http/graphql-errors';
+import { refuseAnonymousUploads } from './http/anonymous-uploads';
 import { requireMultipartPreflight } from './http/multipart-preflight';
+import { bodyDeadlines, guardConnections } from './http/request-guards';
 import { pageSecurityPolicy } from './http/page-security';
 import { createLogger } from './logger';
 import { createServices, type Services } from './services';
@@ -60,10 +62,10 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
     await services.auth.ensureAdmin();
 
     const expressApp = express();
-    const server = http.createServer(expressApp);
-    // A multi-GiB chunk may legitimately take longer than Node's 5-minute request timeout;
-    // stalled bodies are cut off by the upload service's idle timeout instead.
-    server.requestTimeout = 0;
+    // Header deadlines are enforced on this interval (Node's default, 30 s, would let a slow
+    // client keep its connection for HEADERS_TIMEOUT + 30 s).
+    const server = http.createServer({ connectionsCheckingInterval: 1000 }, expressApp);
+    guardConnections(server, config.limits, log);
 
     // Depth, alias, token and cost limits: a hostile query costs a validation pass, not a database.
     const armor = new ApolloArmor({
@@ -104,6 +106,7 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
     expressApp.set('etag', false);
     expressApp.set('trust proxy', config.trustProxy);
     // The API serves JSON and attachments, never pages of its own: no CSP to tune here.
+    expressApp.use(bodyDeadlines(config.limits, log));
     expressApp.use(helmet({ contentSecurityPolicy: false, crossOriginResourcePolicy: { policy: 'same-site' } }));
     // Before the API's CORS rules: tus has its own headers to allow and expose.
     expressApp.use('/tus', tusRouter(services, config, log));
@@ -133,6 +136,7 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
     expressApp.use(
       '/graphql',
       requireMultipartPreflight,
+      refuseAnonymousUploads(services, config.maxChunkSize, config.bodyTimeoutSeconds * 1000),
       // One file per request. No size limit here: the upload service refuses an oversized chunk
       // in API.md's order of precedence, and reads it to its end before answering.
       graphqlUploadExpress({ maxFiles: 1 }),

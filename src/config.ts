@@ -36,6 +36,12 @@ const envSchema = z
     UPLOAD_TTL: integer(1).default(86400),
     UPLOAD_LOCK_TTL: integer(2, 3600).default(20),
     BODY_TIMEOUT: integer(1, 3600).default(60),
+    HEADERS_TIMEOUT: integer(1, 600).default(20),
+    REQUEST_TIMEOUT: integer(1, 3600).default(30),
+    MIN_BODY_RATE: integer(0).default(1024),
+    MAX_CONNECTIONS_PER_ADDRESS: integer(0).default(128),
+    MAX_STREAMS_PER_USER: integer(0).default(16),
+    MAX_UPLOADS_IN_PROGRESS: integer(0).default(1000),
     CHUNK_FSYNC: booleanFlag.default(true),
     GC_PACE: integer(0, 1024).default(8),
     CLEANUP_INTERVAL: integer(0).default(3600),
@@ -86,6 +92,19 @@ export interface Config {
   uploadLockTtlSeconds: number;
   /** A chunk whose body sends nothing for this long is cut off. */
   bodyTimeoutSeconds: number;
+  /** What one client may hold of the server at once, and how slowly it may send (0: no limit). */
+  limits: {
+    /** Seconds for a request's headers to arrive. */
+    headersTimeoutSeconds: number;
+    /** Seconds for the whole body of a request that is not an upload stream (JSON, forms). */
+    requestTimeoutSeconds: number;
+    /** Bytes a second an upload stream must average over each 10 s, unless the server is the one not reading. */
+    minBodyRate: number;
+    maxConnectionsPerAddress: number;
+    /** Chunks and tus PATCHes one user may stream at once, per instance. */
+    maxStreamsPerUser: number;
+    maxUploadsInProgress: number;
+  };
   /** fsync each chunk before its offset is acknowledged. */
   chunkFsync: boolean;
   /** A young-generation GC every this many bytes of chunk data (0: V8 alone decides). */
@@ -158,6 +177,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     uploadTtlSeconds: e.UPLOAD_TTL,
     uploadLockTtlSeconds: e.UPLOAD_LOCK_TTL,
     bodyTimeoutSeconds: e.BODY_TIMEOUT,
+    limits: {
+      headersTimeoutSeconds: e.HEADERS_TIMEOUT,
+      requestTimeoutSeconds: e.REQUEST_TIMEOUT,
+      minBodyRate: e.MIN_BODY_RATE,
+      maxConnectionsPerAddress: e.MAX_CONNECTIONS_PER_ADDRESS,
+      maxStreamsPerUser: e.MAX_STREAMS_PER_USER,
+      maxUploadsInProgress: e.MAX_UPLOADS_IN_PROGRESS,
+    },
     chunkFsync: e.CHUNK_FSYNC,
     gcPaceBytes: e.GC_PACE * MiB,
     storage:

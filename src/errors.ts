@@ -23,6 +23,8 @@ export const ERROR_TABLE = {
   UPLOAD_EXPIRED: { graphql: 'UPLOAD_EXPIRED', http: 410 },
   UPLOAD_NOT_ACTIVE: { graphql: 'UPLOAD_NOT_ACTIVE', http: 410 },
   RATE_LIMITED: { graphql: 'RATE_LIMITED', http: 429 },
+  // Beyond API.md: a user with MAX_UPLOADS_IN_PROGRESS uploads open must finish or abort one first.
+  TOO_MANY_UPLOADS: { graphql: 'TOO_MANY_UPLOADS', http: 429 },
   // Beyond API.md's list of client mistakes: server-side conditions a client can only wait out.
   STORAGE_UNAVAILABLE: { graphql: 'STORAGE_UNAVAILABLE', http: 503 },
   SERVICE_UNAVAILABLE: { graphql: 'SERVICE_UNAVAILABLE', http: 503 },
@@ -102,6 +104,11 @@ export const Errors = {
   /** API.md: `extensions.retryAfter` in seconds (also sent as Retry-After on plain HTTP answers). */
   rateLimited: (retryAfterSeconds: number) =>
     new AppError('RATE_LIMITED', `Too many failed logins: try again in ${retryAfterSeconds} s.`, { retryAfter: retryAfterSeconds }),
+  /** MAX_STREAMS_PER_USER: the user's other chunks are still streaming. */
+  tooManyStreams: (limit: number) =>
+    new AppError('RATE_LIMITED', `You already have ${limit} chunks streaming to this server: retry when one has finished.`, { retryAfter: 1 }),
+  tooManyUploads: (limit: number) =>
+    new AppError('TOO_MANY_UPLOADS', `You have ${limit} uploads in progress, the most allowed: complete or abort one first.`, { limit }),
   /**
    * The store itself failed (full, read-only, out of reach). For a chunk, `expectedOffset` is
    * where the client resumes: nothing of this chunk counts.

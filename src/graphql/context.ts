@@ -12,6 +12,11 @@ export interface RequestContext {
   user?: User;
   /** Why the bearer token was refused, reported only where a user is required. */
   authError?: AppError;
+  /**
+   * Whether the request's body is read to its end, waiting up to `ms` for its last bytes (a
+   * multipart body's closing boundary can trail the file's). Else the answer closes the connection.
+   */
+  bodyComplete(ms: number): Promise<boolean>;
 }
 
 /** The authenticated user, or UNAUTHENTICATED explaining what was wrong with the token. */
@@ -21,15 +26,37 @@ export function requireUser(ctx: RequestContext): User {
 }
 
 export async function buildContext(services: Services, req: Request): Promise<RequestContext> {
-  const base = { services, clientAddress: req.ip ?? req.socket.remoteAddress ?? 'unknown' };
-  const authorization = req.headers.authorization;
-  if (!authorization) return base;
+  const base = { services, clientAddress: req.ip ?? req.socket.remoteAddress ?? 'unknown', bodyComplete: (ms: number) => bodyComplete(req, ms) };
+  const outcome = await authenticateRequest(services, req);
+  if (outcome === undefined) return base;
+  if (outcome instanceof AppError) return { ...base, authError: outcome };
+  return { ...base, user: outcome };
+}
+
+const authenticated = new WeakMap<Request, Promise<User | AppError | undefined>>();
+
+/**
+ * The request's bearer token checked once (an upload's token is checked before its body is
+ * parsed, and the context reuses the answer): the user, the AppError saying what is wrong with
+ * the token, or undefined without one.
+ */
+export function authenticateRequest(services: Services, req: Request): Promise<User | AppError | undefined> {
+  let outcome = authenticated.get(req);
+  if (!outcome) {
+    outcome = checkToken(services, req.headers.authorization);
+    authenticated.set(req, outcome);
+  }
+  return outcome;
+}
+
+async function checkToken(services: Services, authorization: string | undefined): Promise<User | AppError | undefined> {
+  if (!authorization) return undefined;
   const match = /^Bearer\s+(\S+)$/i.exec(authorization);
-  if (!match) return { ...base, authError: Errors.unauthenticated('Send the token as "Authorization: Bearer <token>".') };
+  if (!match) return Errors.unauthenticated('Send the token as "Authorization: Bearer <token>".');
   try {
-    return { ...base, user: await services.auth.authenticate(match[1]) };
+    return await services.auth.authenticate(match[1]);
   } catch (err) {
-    if (err instanceof AppError) return { ...base, authError: err };
+    if (err instanceof AppError) return err;
     // The token could not be checked (the database is down, say): the whole request fails
     // before it runs, with the error table's HTTP status rather than Apollo's 500. formatError
     // still sees the original failure (and logs it).
@@ -37,4 +64,18 @@ export async function buildContext(services: Services, req: Request): Promise<Re
     if (known) throw new GraphQLError(known.message, { originalError: err as Error, extensions: { http: { status: known.httpStatus } } });
     throw err;
   }
+}
+
+function bodyComplete(req: Request, ms: number): Promise<boolean> {
+  if (req.complete) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (complete: boolean) => {
+      clearTimeout(timer);
+      req.off('end', onEnd);
+      resolve(complete);
+    };
+    const onEnd = () => done(true);
+    const timer = setTimeout(() => done(req.complete), ms);
+    req.once('end', onEnd);
+  });
 }

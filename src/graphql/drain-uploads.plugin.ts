@@ -1,17 +1,27 @@
 import type { ApolloServerPlugin } from '@apollo/server';
 import { Upload } from 'graphql-upload-minimal';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { BodyWatch } from '../uploads/chunk-pipeline';
+import type { RequestContext } from './context';
 
 /**
- * Reads to the end every uploaded file no resolver opened (an operation refused before its
- * resolver ran: bad token, invalid variables) before the response goes out. Answering while
- * the client is still sending makes it see a reset connection instead of the error.
+ * Reads every uploaded file no resolver opened (an operation refused before its resolver ran:
+ * invalid variables, say) before the response goes out: answering while the client is still
+ * sending makes it see a reset connection instead of the error. Reading stops at the largest
+ * chunk; a body still unread then (refused, or larger than any chunk may be) gets its answer
+ * with `Connection: close` rather than being read for as long as it comes.
  */
-export const drainUnreadUploads: ApolloServerPlugin = {
+/** How long a body read to its file's end may take to deliver its closing boundary. */
+const TRAILING_BYTES_WAIT_MS = 200;
+
+export const drainUnreadUploads: ApolloServerPlugin<RequestContext> = {
   async requestDidStart() {
     return {
-      async willSendResponse({ request }) {
-        await Promise.all(findUploads(request.variables).map(drainIfUnread));
+      async willSendResponse({ request, contextValue, response }) {
+        const { config } = contextValue.services;
+        const limit = config.maxChunkSize;
+        await Promise.all(findUploads(request.variables).map((upload) => drainIfUnread(upload, limit, config.bodyTimeoutSeconds * 1000)));
+        if (!(await contextValue.bodyComplete(TRAILING_BYTES_WAIT_MS))) response.http.headers.set('connection', 'close');
       },
     };
   },
@@ -25,7 +35,7 @@ function findUploads(value: unknown, found: Upload[] = [], depth = 0): Upload[] 
   return found;
 }
 
-async function drainIfUnread(upload: Upload): Promise<void> {
+async function drainIfUnread(upload: Upload, limit: number, idleMs: number): Promise<void> {
   let stream: Readable;
   try {
     // createReadStream throws once a resolver has taken the stream: then it is the resolver's.
@@ -34,9 +44,7 @@ async function drainIfUnread(upload: Upload): Promise<void> {
     return;
   }
   stream.on('error', () => {});
-  stream.resume();
-  await new Promise<void>((resolve) => {
-    stream.once('end', resolve);
-    stream.once('close', resolve);
-  });
+  const watch = new BodyWatch(stream, idleMs);
+  await watch.drain(limit);
+  watch.stop();
 }

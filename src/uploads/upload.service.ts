@@ -1,4 +1,4 @@
-import type { MikroORM } from '@mikro-orm/core';
+import type { FilterQuery, MikroORM } from '@mikro-orm/core';
 import { createMD5 } from 'hash-wasm';
 import mime from 'mime-types';
 import type { Readable } from 'node:stream';
@@ -54,6 +54,9 @@ interface WritePlan {
   declaredLength?: number;
 }
 
+/** The most uploads `myUploads` returns at once. */
+export const MAX_UPLOADS_PAGE = 500;
+
 /** How often a stream renews its lease, so an ask to release reaches it soon. */
 const STREAM_RENEW_MS = 1000;
 /** How long a request waits for another instance's stream to give the lease back before going on. */
@@ -79,6 +82,8 @@ export interface CompleteUploadInput {
 export class UploadService {
   /** This process's streams (tus PATCHes) by upload id, so a newer request can interrupt an abandoned one. */
   private readonly liveStreams = new Map<string, { stop(): void; done: Promise<void> }>();
+  /** Bodies each user is streaming into this process right now (MAX_STREAMS_PER_USER). */
+  private readonly streamsByUser = new Map<string, number>();
 
   constructor(
     private readonly orm: MikroORM,
@@ -99,6 +104,12 @@ export class UploadService {
       throw Errors.payloadTooLarge(`totalSize ${totalSize} passes the largest allowed file (${this.config.maxFileSize} bytes).`);
     }
     const em = this.orm.em.fork();
+    const { maxUploadsInProgress } = this.config.limits;
+    // A soft cap (two starts at once may both pass it by one): it bounds what one user can
+    // pile up, it is not a quota.
+    if (maxUploadsInProgress > 0 && (await em.count(ChunkedUpload, { owner: owner.id, status: UploadStatus.UPLOADING })) >= maxUploadsInProgress) {
+      throw Errors.tooManyUploads(maxUploadsInProgress);
+    }
     const now = new Date();
     const upload = em.create(ChunkedUpload, {
       owner,
@@ -141,10 +152,17 @@ export class UploadService {
     return upload;
   }
 
-  async listMine(owner: User, status?: UploadStatus | null): Promise<ChunkedUpload[]> {
-    return this.orm.em
-      .fork()
-      .find(ChunkedUpload, { owner: owner.id, ...(status ? { status } : {}) }, { orderBy: { createdAt: 'desc', id: 'desc' } });
+  /** The owner's uploads, newest first, `first` at a time after the upload `after` (its id). */
+  async listMine(owner: User, { status, first, after }: { status?: UploadStatus | null; first: number; after?: string | null }): Promise<ChunkedUpload[]> {
+    if (!Number.isInteger(first) || first < 1 || first > MAX_UPLOADS_PAGE) throw Errors.badInput(`first must be between 1 and ${MAX_UPLOADS_PAGE}.`);
+    const em = this.orm.em.fork();
+    const where: FilterQuery<ChunkedUpload> = { owner: owner.id, ...(status ? { status } : {}) };
+    if (after != null) {
+      const cursor = isUuid(after) ? await em.findOne(ChunkedUpload, { id: after, owner: owner.id }) : null;
+      if (!cursor) throw Errors.badInput('after must be the id of one of your uploads (the last one of the previous page).');
+      where.$or = [{ createdAt: { $lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $lt: cursor.id } }];
+    }
+    return em.find(ChunkedUpload, where, { orderBy: { createdAt: 'desc', id: 'desc' }, limit: first });
   }
 
   /**
@@ -160,9 +178,11 @@ export class UploadService {
       // An empty chunk is bad input, which outranks every refusal that needs the database.
       if (await watch.endsBeforeFirstByte()) throw Errors.badInput('The chunk is empty: send at least one byte.');
       if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
+      using _slot = this.takeStreamSlot(owner);
       return await this.writeBody(owner, input.uploadId, offset, watch, { expectedChunkMd5 });
     } catch (err) {
-      await watch.drain();
+      // Up to the largest chunk: more than that is not read (the answer then closes the connection).
+      await watch.drain(this.config.maxChunkSize);
       throw err;
     } finally {
       watch.stop();
@@ -183,6 +203,7 @@ export class UploadService {
       const declaredLength = input.declaredLength === undefined ? undefined : requireByteCount(input.declaredLength, 'Upload-Length');
       if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
       await this.interruptStream(owner, input.uploadId);
+      using _slot = this.takeStreamSlot(owner);
       this.liveStreams.set(input.uploadId, { stop: () => input.body.destroy(Errors.uploadLocked()), done: interrupted.promise });
       return await this.writeBody(owner, input.uploadId, offset, watch, { segmented: true, declaredLength });
     } finally {
@@ -209,6 +230,21 @@ export class UploadService {
     if (!isUuid(uploadId) || !(await this.leases.askToRelease(uploadId, owner.id))) return;
     const deadline = Date.now() + RELEASE_WAIT_MS;
     while (Date.now() < deadline && (await this.leases.isHeld(uploadId))) await sleep(RELEASE_POLL_MS);
+  }
+
+  /** One of the owner's MAX_STREAMS_PER_USER streams in this process, given back when disposed. */
+  private takeStreamSlot(owner: User): Disposable {
+    const limit = this.config.limits.maxStreamsPerUser;
+    const streaming = this.streamsByUser.get(owner.id) ?? 0;
+    if (limit > 0 && streaming >= limit) throw Errors.tooManyStreams(limit);
+    this.streamsByUser.set(owner.id, streaming + 1);
+    return {
+      [Symbol.dispose]: () => {
+        const left = (this.streamsByUser.get(owner.id) ?? 1) - 1;
+        if (left === 0) this.streamsByUser.delete(owner.id);
+        else this.streamsByUser.set(owner.id, left);
+      },
+    };
   }
 
   /**

@@ -1,8 +1,9 @@
 import { GraphQLUpload, type FileUpload } from 'graphql-upload-minimal';
-import { Arg, Authorized, Ctx, ID, Mutation, Query, Resolver } from 'type-graphql';
+import { Arg, Authorized, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
 import type { Readable } from 'node:stream';
 import { UploadStatus, type ChunkedUpload } from '../../entities';
 import { Errors } from '../../errors';
+import { MAX_UPLOADS_PAGE } from '../../uploads/upload.service';
 import { requireUser, type RequestContext } from '../context';
 import { SafeInt } from '../scalars';
 import { FileType } from '../types/file.type';
@@ -17,12 +18,14 @@ export class UploadResolver {
   }
 
   @Authorized()
-  @Query(() => [ChunkedUploadType], { description: 'Your uploads, newest first.' })
+  @Query(() => [ChunkedUploadType], { description: `Your uploads, newest first, \`first\` (at most ${MAX_UPLOADS_PAGE}) at a time; \`after\`: the id of the last upload of the previous page.` })
   async myUploads(
     @Arg('status', () => UploadStatus, { nullable: true }) status: UploadStatus | null,
+    @Arg('first', () => Int, { defaultValue: 100 }) first: number,
+    @Arg('after', () => ID, { nullable: true }) after: string | null,
     @Ctx() ctx: RequestContext,
   ): Promise<ChunkedUploadType[]> {
-    const uploads = await ctx.services.uploads.listMine(requireUser(ctx), status);
+    const uploads = await ctx.services.uploads.listMine(requireUser(ctx), { status, first, after });
     return uploads.map((u) => this.view(ctx, u));
   }
 

@@ -53,7 +53,7 @@ export interface App {
   readonly store: FileStore;
   readonly database: Database;
   readonly log: Logger;
-  /** Starts listening; resolves with the base URL (port 0 picks a free port). */
+  /** Starts listening (unless already listening); resolves with the base URL (port 0 picks a free port). */
   listen(port?: number, host?: string): Promise<string>;
   /** Stops taking requests, lets running ones finish, then closes the database. */
   close(): Promise<void>;
@@ -61,11 +61,15 @@ export interface App {
 
 /**
  * Builds the whole server (JWT secret ensured, database migrated, first admin ensured) without
- * listening yet.
+ * listening yet, or on `options.server`: one already listening (serve binds the port before
+ * anything irreversible), whose 'request' listeners the app replaces.
  */
-export async function createApp(loaded: Config, log: Logger = createLogger(loaded.logLevel)): Promise<App> {
+export async function createApp(loaded: Config, log: Logger = createLogger(loaded.logLevel), options: { server?: http.Server } = {}): Promise<App> {
   const config = ensureJwtSecret(loaded);
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) });
+  const database = await openDatabase(
+    { databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) },
+    { command: 'the server' },
+  );
   try {
     const store = await openStore(config);
     const md5 = new Md5Pool();
@@ -73,7 +77,9 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
     await services.auth.ensureAdmin();
 
     const expressApp = express();
-    const server = http.createServer(expressApp);
+    const server = options.server ?? http.createServer();
+    server.removeAllListeners('request');
+    server.on('request', expressApp);
     // A multi-GiB chunk may legitimately take longer than Node's 5-minute request timeout;
     // stalled bodies are cut off by the upload service's idle timeout instead.
     server.requestTimeout = 0;
@@ -165,13 +171,15 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
       database,
       log,
       listen(port = config.port, host = config.host) {
+        const url = () => {
+          const address = server.address() as AddressInfo;
+          const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+          return `http://${shownHost}:${address.port}`;
+        };
+        if (server.listening) return Promise.resolve(url());
         return new Promise((resolve, reject) => {
           server.once('error', reject);
-          server.listen(port, host, () => {
-            const address = server.address() as AddressInfo;
-            const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-            resolve(`http://${shownHost}:${address.port}`);
-          });
+          server.listen(port, host, () => resolve(url()));
         });
       },
       async close() {

@@ -25,7 +25,7 @@ import { explorerRouter } from './http/explorer';
 import { transportErrorHandler } from './http/graphql-errors';
 import { refuseAnonymousUploads } from './http/anonymous-uploads';
 import { requireMultipartPreflight } from './http/multipart-preflight';
-import { bodyDeadlines, guardConnections } from './http/request-guards';
+import { bodyDeadlines, guardConnections, HTTP_SERVER_OPTIONS } from './http/request-guards';
 import { pageSecurityPolicy } from './http/page-security';
 import { createLogger } from './logger';
 import { createServices, type Services } from './services';
@@ -42,7 +42,7 @@ export interface App {
   readonly store: FileStore;
   readonly database: Database;
   readonly log: Logger;
-  /** Starts listening; resolves with the base URL (port 0 picks a free port). */
+  /** Starts listening (unless already listening); resolves with the base URL (port 0 picks a free port). */
   listen(port?: number, host?: string): Promise<string>;
   /** Stops taking requests, lets running ones finish, then closes the database. */
   close(): Promise<void>;
@@ -50,11 +50,15 @@ export interface App {
 
 /**
  * Builds the whole server (JWT secret ensured, database migrated, first admin ensured) without
- * listening yet.
+ * listening yet, or on `options.server`: one already listening (serve binds the port before
+ * anything irreversible), whose 'request' listeners the app replaces.
  */
-export async function createApp(loaded: Config, log: Logger = createLogger(loaded.logLevel)): Promise<App> {
+export async function createApp(loaded: Config, log: Logger = createLogger(loaded.logLevel), options: { server?: http.Server } = {}): Promise<App> {
   const config = ensureJwtSecret(loaded);
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) });
+  const database = await openDatabase(
+    { databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) },
+    { command: 'the server' },
+  );
   try {
     const store = await openStore(config);
     const md5 = new Md5Pool();
@@ -62,9 +66,9 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
     await services.auth.ensureAdmin();
 
     const expressApp = express();
-    // Header deadlines are enforced on this interval (Node's default, 30 s, would let a slow
-    // client keep its connection for HEADERS_TIMEOUT + 30 s).
-    const server = http.createServer({ connectionsCheckingInterval: 1000 }, expressApp);
+    const server = options.server ?? http.createServer(HTTP_SERVER_OPTIONS);
+    server.removeAllListeners('request');
+    server.on('request', expressApp);
     guardConnections(server, config.limits, log);
 
     // Depth, alias, token and cost limits: a hostile query costs a validation pass, not a database.
@@ -154,13 +158,15 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
       database,
       log,
       listen(port = config.port, host = config.host) {
+        const url = () => {
+          const address = server.address() as AddressInfo;
+          const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+          return `http://${shownHost}:${address.port}`;
+        };
+        if (server.listening) return Promise.resolve(url());
         return new Promise((resolve, reject) => {
           server.once('error', reject);
-          server.listen(port, host, () => {
-            const address = server.address() as AddressInfo;
-            const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-            resolve(`http://${shownHost}:${address.port}`);
-          });
+          server.listen(port, host, () => resolve(url()));
         });
       },
       async close() {

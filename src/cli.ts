@@ -1,32 +1,53 @@
 #!/usr/bin/env -S node --expose-gc
 import 'reflect-metadata';
 import { Command } from 'commander';
-import { ConfigError, ensureJwtSecret, loadConfig, type Config } from './config';
+import { randomBytes } from 'node:crypto';
+import { ConfigError, loadConfig, type Config } from './config';
 import { openDatabase, type Database } from './db/orm';
 import { AppError } from './errors';
 import { Md5Pool } from './hashing/md5-pool';
 import { createLogger } from './logger';
-import { createServices, type Services } from './services';
+import { readNewPassword } from './password-input';
+import { createServices } from './services';
+import { LoginThrottleService } from './services/login-throttle.service';
+import { UserService } from './services/user.service';
 import { serve } from './server';
+import { describeDatabase, StartupError } from './startup';
 import { openStore } from './storage';
 
-/** Runs `work` with the database (migrated) and the services, then closes everything. */
-async function withServices<T>(loaded: Config, work: (services: Services, database: Database) => Promise<T>): Promise<T> {
-  const config = ensureJwtSecret(loaded);
+/**
+ * Runs `work` on the database (migrated), then closes it. Says on stderr which database it is,
+ * since DATA_DIR and DATABASE_URL decide that and a wrong one would look like a lost user.
+ * `mustExist`: refuse a DATA_DIR with no embedded database instead of creating an empty one.
+ */
+async function withDatabase<T>(command: string, mustExist: boolean, work: (database: Database, config: Config) => Promise<T>): Promise<T> {
+  const config = loadConfig(process.env, 'maintenance');
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) });
+  const database = await openDatabase(
+    { databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) },
+    { command: `upload-server ${command}`, mustExist },
+  );
   try {
-    const store = await openStore(config);
-    // The commands hash nothing: the pool's workers would start on first use only.
-    return await work(createServices(database.orm, store, new Md5Pool(), config, log), database);
+    console.error(`using ${describeDatabase(config)}`);
+    return await work(database, config);
   } finally {
     await database.close();
   }
 }
 
+const users = (database: Database) => new UserService(database.orm, new LoginThrottleService(database.orm));
+
 const program = new Command()
   .name('upload-server')
   .description('GraphQL server for large, resumable, chunked file uploads. Configured by environment variables (see README).')
+  .addHelpText(
+    'after',
+    `
+The database: DATABASE_URL (postgres://user:password@host:5432/name) when set, else the embedded
+PostgreSQL under DATA_DIR/db (DATA_DIR defaults to ./data, relative to the current directory).
+Every command but serve says which one it used. The embedded database can be open in one process
+at a time: while the server runs on it, use the API instead of create-user or reset-password.`,
+  )
   .showHelpAfterError();
 
 program
@@ -36,9 +57,9 @@ program
 
 program
   .command('migrate')
-  .description('apply pending database migrations and exit')
+  .description('create the database schema or apply pending migrations, and exit (the server also does it at start-up)')
   .action(() =>
-    withServices(loadConfig(), async (_services, database) => {
+    withDatabase('migrate', false, async (database) => {
       console.log(database.applied.length ? `applied: ${database.applied.join(', ')}` : 'the database schema is up to date');
     }),
   );
@@ -47,12 +68,38 @@ program
   .command('create-user')
   .description('create a user (usernames are unique regardless of case)')
   .requiredOption('--username <name>', 'login name')
-  .requiredOption('--password <password>', 'at least 8 characters')
+  .option('--password <password>', 'at least 8 characters; without it: asked in a terminal, else read from standard input')
   .option('--admin', 'may create users and change or delete any file', false)
-  .action((options: { username: string; password: string; admin: boolean }) =>
-    withServices(loadConfig(), async (services) => {
-      const user = await services.users.create({ username: options.username, password: options.password, isAdmin: options.admin });
+  .action((options: { username: string; password?: string; admin: boolean }) =>
+    withDatabase('create-user', true, async (database) => {
+      const password = await readNewPassword(options.password, options.username);
+      const user = await users(database).create({ username: options.username, password, isAdmin: options.admin });
       console.log(`created ${user.isAdmin ? 'admin' : 'user'} ${user.username} (${user.id})`);
+    }),
+  );
+
+program
+  .command('reset-password')
+  .description("set a user's password without the old one; tokens issued before stop working")
+  .argument('<username>', 'whose password (any case)')
+  .option('--password <password>', 'at least 8 characters; without it: asked in a terminal, else read from standard input')
+  .action((username: string, options: { password?: string }) =>
+    withDatabase('reset-password', true, async (database) => {
+      const password = await readNewPassword(options.password, username);
+      const user = await users(database).resetPassword(username, password);
+      console.log(`reset the password of ${user.username}; tokens issued before no longer work`);
+    }),
+  );
+
+program
+  .command('users')
+  .description('list the users, oldest first')
+  .action(() =>
+    withDatabase('users', true, async (database) => {
+      const rows = (await users(database).list()).map((u) => [u.username, u.isAdmin ? 'admin' : 'user', u.createdAt.toISOString(), u.id]);
+      const table = [['USERNAME', 'ROLE', 'CREATED', 'ID'], ...rows];
+      const widths = table[0].map((_, column) => Math.max(...table.map((row) => row[column].length)));
+      for (const row of table) console.log(row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd());
     }),
   );
 
@@ -60,14 +107,21 @@ program
   .command('cleanup')
   .description('expire stale uploads and delete their bytes, drop old upload records, delete orphaned bytes')
   .action(() =>
-    withServices(loadConfig(), async (services) => {
+    withDatabase('cleanup', true, async (database, config) => {
+      const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+      const store = await openStore(config);
+      console.error(config.storage.kind === 's3' ? `using S3 bucket ${config.storage.bucket}` : `using stored files under ${config.dataDir}`);
+      // Cleanup signs no tokens: a throwaway key spares DATA_DIR a jwt-secret file. The md5
+      // pool's workers start on first use only, and nothing is hashed.
+      const services = createServices(database.orm, store, new Md5Pool(), { ...config, jwtSecret: config.jwtSecret ?? randomBytes(32).toString('base64url') }, log);
       const report = await services.cleanup.run((message) => console.log(message));
       console.log(JSON.stringify(report));
     }),
   );
 
 program.parseAsync().catch((err) => {
-  if (err instanceof ConfigError || err instanceof AppError) console.error(err.message);
+  // Known reasons in their own words, one line each; anything else with its stack.
+  if (err instanceof ConfigError || err instanceof AppError || err instanceof StartupError) console.error(err.message);
   else console.error(err);
   process.exit(1);
 });

@@ -152,11 +152,26 @@ export class ConfigError extends Error {
 }
 
 /**
+ * Settings only a serving process reads (the listener, HTTP, the first admin, timers). The CLI's
+ * maintenance commands leave them out, so a bad PORT in a shared environment file cannot block
+ * a cleanup or a password reset; they get their defaults there.
+ */
+const SERVER_ONLY = new Set([
+  'PORT', 'HOST', 'CORS_ORIGINS', 'TRUST_PROXY', 'GRAPHQL_INTROSPECTION', 'GRAPHQL_PLAYGROUND', 'FEDERATION',
+  'CLEANUP_INTERVAL', 'BODY_TIMEOUT', 'GC_PACE', 'JWT_TTL', 'DOWNLOAD_LINK_TTL', 'ADMIN_USERNAME', 'ADMIN_PASSWORD',
+]);
+
+/** `server`: every setting; `maintenance`: the CLI's commands, which ignore SERVER_ONLY. */
+export type ConfigScope = 'server' | 'maintenance';
+
+/**
  * Reads and validates the environment once; every bad value is reported, not just the first.
  * Reads nothing else and writes nothing: the JWT secret kept in DATA_DIR is `ensureJwtSecret`'s.
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const blankAsUnset = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, scope: ConfigScope = 'server'): Config {
+  const blankAsUnset = Object.fromEntries(
+    Object.entries(env).filter(([name, v]) => v !== undefined && v !== '' && (scope === 'server' || !SERVER_ONLY.has(name))),
+  );
   const parsed = envSchema.safeParse(blankAsUnset);
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));

@@ -1,6 +1,5 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -9,6 +8,8 @@ import pino from 'pino';
 import { createApp } from '../src/app';
 import { loadConfig } from '../src/config';
 import { migrations } from '../src/db/migrations';
+import { describeDatabase } from '../src/startup';
+import { runCli, SERVER_CLI as CLI, show, type Run } from './helpers/cli';
 import { GraphQLClient, randomFile } from './helpers/client';
 import { databaseKind } from './helpers/database';
 import { exists } from './helpers/files';
@@ -16,36 +17,6 @@ import { ProcessFixture, spawnServer } from './helpers/process';
 import { ADMIN } from './helpers/server';
 import { sleep } from './helpers/timing';
 import { sendChunks } from './helpers/upload';
-
-const CLI = path.resolve(__dirname, '../src/cli.js');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the compiled CLI as a user would, with exactly `env` (plus PATH). */
-function runCli(args: string[], env: Record<string, string>, timeoutMs = 90_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`cli ${args.join(' ')} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const show = (r: Run) => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 
 describe(`command-line tool (${databaseKind})`, () => {
   const fixture = new ProcessFixture();
@@ -82,12 +53,15 @@ describe(`command-line tool (${databaseKind})`, () => {
     const badDir = path.join(await fixture.tempDir('upload-cli-never-used'), 'data');
     const base = await freshEnv();
     early = Promise.all([
-      runCli(['migrate'], { ...base, DATA_DIR: badDir, PORT: 'abc' }),
+      runCli(['serve'], { ...base, DATA_DIR: badDir, PORT: 'abc' }),
       runCli(['cleanup'], { ...base, DATA_DIR: badDir, UPLOAD_TTL: '0', DATABASE_URL: 'mysql://somewhere/db' }),
-      runCli(['create-user', '--username', 'zed'], { ...base, DATA_DIR: badDir }),
+      runCli(['create-user', '--password', 'longpassword'], { ...base, DATA_DIR: badDir }),
     ]).then(([badPort, several, missing]) => ({ badPort, several, missing, badDir }));
     early.catch(() => {});
     const env = await freshEnv();
+    // create-user needs an existing database (it would not create an empty one in a wrong DATA_DIR).
+    const migrated = await runCli(['migrate'], env);
+    assert.equal(migrated.code, 0, show(migrated));
     const created = await runCli(['create-user', '--username', 'Xavier', '--password', 'longpassword', '--admin'], env);
     const taken = await runCli(['create-user', '--username', 'XAVIER', '--password', 'otherpassword'], env);
     xavier = { env, created, taken };
@@ -111,9 +85,9 @@ describe(`command-line tool (${databaseKind})`, () => {
 
     const { missing } = await early;
     assert.equal(taken.code, 1, show(taken));
-    assert.equal(taken.stderr, 'The username "XAVIER" is taken.\n');
+    assert.equal(taken.stderr, `using ${describeDatabase({ databaseUrl: xavier.env.DATABASE_URL, dataDir: xavier.env.DATA_DIR })}\nThe username "XAVIER" is taken.\n`);
     assert.equal(missing.code, 1, show(missing));
-    assert.match(missing.stderr, /^error: required option '--password <password>' not specified\n/);
+    assert.match(missing.stderr, /^error: required option '--username <name>' not specified\n/);
   });
 
   it('the created user logs in as an admin on a server over the same data directory and database', async () => {
@@ -180,7 +154,7 @@ describe(`command-line tool (${databaseKind})`, () => {
     }
   });
 
-  it('exits 1 with a readable message naming a bad environment variable', async () => {
+  it('exits 1 with a readable message naming a bad environment variable (serve checks PORT)', async () => {
     const { badPort: bad, several, badDir } = await early;
     assert.equal(bad.code, 1, show(bad));
     assert.equal(bad.stderr, 'Invalid configuration:\n  - PORT: must be a number\n', 'a readable message, no stack trace');

@@ -4,15 +4,17 @@
  * file on stdout. Interrupted uploads (Ctrl-C, a lost connection, a server restart) resume
  * when the same command runs again: upload ids are remembered in --state-file.
  *
- *   node dist/client/cli/upload-cli.js --url http://127.0.0.1:4000 --username u --password p big.iso
+ *   upload-file --url http://127.0.0.1:4000 --username u --password p big.iso
+ *   (from a checkout: node dist/client/cli/upload-cli.js ...)
  */
+import { statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { JsonFileResumeStore, UploadClient, UploadError, formatBytes, isAbortError } from '../src/node.js';
 import { ProgressBar } from './progress-bar.js';
 
-const HELP = `Usage: upload-cli [options] FILE...
+const HELP = `Usage: upload-file [options] FILE...
 
 Options:
   --url URL             the server (default: $UPLOAD_URL or http://127.0.0.1:4000)
@@ -28,7 +30,7 @@ Options:
   -h, --help
 
 Ctrl-C pauses: run the same command again to resume from the server's offset.
-Exit status: 0 all uploaded, 1 a file failed, 2 bad usage, 130 interrupted.`;
+Exit status: 0 all uploaded, 1 a file failed, 2 bad usage or a missing file, 130 interrupted.`;
 
 export function parseSize(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(text.trim());
@@ -70,6 +72,13 @@ async function main(argv: string[]): Promise<number> {
   }
   if (files.length === 0 || (!token && !(username && password))) {
     process.stderr.write(`Give at least one file, and --username and --password (or --token).\n\n${HELP}\n`);
+    return 2;
+  }
+
+  // Before logging in or sending anything: a mistyped name should not cost half a run.
+  const unreadable = files.map(fileProblem).filter(Boolean);
+  if (unreadable.length > 0) {
+    process.stderr.write(unreadable.map((line) => `upload-file: ${line}\n`).join(''));
     return 2;
   }
 
@@ -137,6 +146,18 @@ async function main(argv: string[]): Promise<number> {
   }
   process.off('SIGINT', onSigint);
   return failed > 0 ? 1 : 0;
+}
+
+/** Why `file` cannot be uploaded, in one line; undefined when it can. */
+function fileProblem(file: string): string | undefined {
+  try {
+    return statSync(file).isFile() ? undefined : `${file}: not a regular file`;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return `${file}: no such file`;
+    if (code === 'EACCES') return `${file}: permission denied`;
+    return `${file}: ${(err as Error).message}`;
+  }
 }
 
 function parse(argv: string[]) {

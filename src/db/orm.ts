@@ -1,11 +1,13 @@
 import type { PGlite } from '@electric-sql/pglite';
-import { MikroORM, type Options } from '@mikro-orm/core';
+import { ConnectionException, MikroORM, type Options } from '@mikro-orm/core';
 import { Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver, type AbstractSqlConnection } from '@mikro-orm/postgresql';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { PGliteConnectionConfig } from 'mikro-orm-pglite';
 import { entities } from '../entities';
+import { describeDatabase, StartupError } from '../startup';
+import { lockEmbeddedDatabase, type EmbeddedLock } from './embedded-lock';
 import { migrations } from './migrations';
 import { PostgreSqlConnectionAwareDialect } from './pg-dialect';
 import { withStatementCounting } from './pglite-statements';
@@ -95,25 +97,68 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** Connects and applies every pending migration before anything else touches the schema. */
-export async function openDatabase(target: DatabaseTarget): Promise<Database> {
-  const { options, embedded } = ormOptions(target);
-  const orm = await MikroORM.init(options);
-  let applied: string[];
-  try {
-    applied = await migrate(orm, Boolean(embedded));
-  } catch (err) {
-    await orm.close(true);
-    await embedded?.close();
-    throw err;
+export interface OpenOptions {
+  /** Who opens it, named to a second opener of the embedded database ("upload-server serve"). */
+  command?: string;
+  /**
+   * Refuse to create the embedded database when there is none: for commands that need existing
+   * data, a wrong DATA_DIR (or working directory) would otherwise get a new, empty one.
+   */
+  mustExist?: boolean;
+}
+
+/**
+ * Connects and applies every pending migration before anything else touches the schema. The
+ * embedded database is locked first (see embedded-lock.ts). Failures to reach it are a
+ * StartupError that names the database.
+ */
+export async function openDatabase(target: DatabaseTarget, open: OpenOptions = {}): Promise<Database> {
+  let lock: EmbeddedLock | undefined;
+  if (!target.databaseUrl) {
+    const dir = path.join(target.dataDir, 'db');
+    if (open.mustExist && !existsSync(path.join(dir, 'PG_VERSION'))) {
+      throw new StartupError(
+        `There is no embedded database at ${dir} (DATA_DIR is ${target.dataDir}): set DATA_DIR to the server's data directory ` +
+          '(or DATABASE_URL to its PostgreSQL), or create one with `upload-server migrate` or a first server start.',
+      );
+    }
+    lock = lockEmbeddedDatabase(dir, open.command ?? `node ${path.basename(process.argv[1] ?? '')}`);
   }
-  return {
-    orm,
-    applied,
-    async close() {
-      await orm.close(true);
-      // The ORM borrows an injected PGlite and leaves it open.
-      await embedded?.close();
-    },
-  };
+  let orm: MikroORM | undefined;
+  let embedded: PGlite | undefined;
+  try {
+    const built = ormOptions(target);
+    embedded = built.embedded;
+    orm = await MikroORM.init(built.options);
+    const applied = await migrate(orm, Boolean(embedded));
+    const opened = orm;
+    return {
+      orm: opened,
+      applied,
+      async close() {
+        try {
+          await opened.close(true);
+          // The ORM borrows an injected PGlite and leaves it open.
+          await embedded?.close();
+        } finally {
+          lock?.release();
+        }
+      },
+    };
+  } catch (err) {
+    await orm?.close(true).catch(() => {});
+    await embedded?.close().catch(() => {});
+    lock?.release();
+    throw unreachable(err, target) ?? err;
+  }
+}
+
+/** A failure to connect at all, said in one line; undefined for anything else. */
+function unreachable(err: unknown, target: DatabaseTarget): StartupError | undefined {
+  if (!target.databaseUrl) return undefined;
+  const connecting = err instanceof ConnectionException || (err as Error | null)?.name === 'KnexTimeoutError';
+  // SQLSTATE class 28 (authentication), 3D000 (no such database): pg reports them as it connects.
+  const code = String((err as { code?: unknown } | null)?.code ?? '');
+  if (!connecting && !/^28|^3D000$/.test(code)) return undefined;
+  return new StartupError(`Cannot connect to ${describeDatabase(target)}: ${(err as Error).message}. Is it running, and is DATABASE_URL right?`);
 }

@@ -4,6 +4,12 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
 
+/**
+ * For every http.Server of the app: header deadlines are enforced on this interval (Node's
+ * default, 30 s, would let a slow client keep its connection for HEADERS_TIMEOUT + 30 s).
+ */
+export const HTTP_SERVER_OPTIONS: http.ServerOptions = { connectionsCheckingInterval: 1000 };
+
 /** The window over which an upload stream's rate is judged. */
 const RATE_WINDOW_MS = 10_000;
 

@@ -1,15 +1,24 @@
 import { UniqueConstraintViolationException, type MikroORM } from '@mikro-orm/core';
 import { User } from '../entities';
 import { Errors } from '../errors';
+import type { LoginThrottleService } from './login-throttle.service';
 import { hashPassword, verifyPassword } from './passwords';
-import { isUuid } from './validation';
+import { escapeLike, isUuid } from './validation';
 
 const USERNAME = /^[\p{L}\p{N}._@-]{1,64}$/u;
 const MIN_PASSWORD_LENGTH = 8;
 const MAX_PASSWORD_LENGTH = 1024;
 
 export class UserService {
-  constructor(private readonly orm: MikroORM) {}
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly throttle: LoginThrottleService,
+  ) {}
+
+  /** Everyone, oldest first (the first admin at the top). */
+  async list(): Promise<User[]> {
+    return this.orm.em.fork().find(User, {}, { orderBy: { createdAt: 'asc', id: 'asc' } });
+  }
 
   async findById(id: string): Promise<User | null> {
     return isUuid(id) ? this.orm.em.fork().findOne(User, { id }) : null;
@@ -43,6 +52,23 @@ export class UserService {
     current.tokenVersion += 1;
     await em.flush();
     return current;
+  }
+
+  /**
+   * An operator's reset (the CLI): no old password. Revokes every token issued before, and lifts
+   * a lock that failed logins put on the username, since those were probably the forgotten one.
+   */
+  async resetPassword(username: string, newPassword: string): Promise<User> {
+    checkPasswordStrength(newPassword, 'password');
+    const em = this.orm.em.fork();
+    // Found as login finds it.
+    const user = await em.findOne(User, { username: { $ilike: escapeLike(username) } });
+    if (!user) throw Errors.notFound(`User "${username}"`);
+    user.passwordHash = await hashPassword(newPassword);
+    user.tokenVersion += 1;
+    await em.flush();
+    await this.throttle.recordSuccess(user.username);
+    return user;
   }
 }
 

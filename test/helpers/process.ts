@@ -33,11 +33,15 @@ export async function spawnServer(env: Record<string, string>, args: string[] = 
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${logs.join('\n')}`)), 30_000);
+    const timer = setTimeout(() => {
+      // Not left running behind the failed test (it would keep the test file from ending).
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start:\n${logs.join('\n')}`));
+    }, 30_000);
     for (const stream of [child.stdout!, child.stderr!]) {
       readline.createInterface({ input: stream }).on('line', (line) => {
         logs.push(line);
-        if (line.includes('"msg":"listening"')) {
+        if (line.includes('"msg":"listening')) {
           clearTimeout(timer);
           resolve(JSON.parse(line).url);
         }

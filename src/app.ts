@@ -24,7 +24,9 @@ import { Md5Pool } from './hashing/md5-pool';
 import { downloadRouter } from './http/download.route';
 import { transportErrorHandler } from './http/graphql-errors';
 import { requireMultipartPreflight } from './http/multipart-preflight';
+import { operationsRouter } from './http/ops.route';
 import { createLogger } from './logger';
+import { Metrics } from './metrics';
 import { createServices, type Services } from './services';
 import { openStore } from './storage';
 import type { FileStore } from './storage/file-store';
@@ -63,13 +65,14 @@ export interface App {
  * Builds the whole server (JWT secret ensured, database migrated, first admin ensured) without
  * listening yet.
  */
-export async function createApp(loaded: Config, log: Logger = createLogger(loaded.logLevel)): Promise<App> {
+export async function createApp(loaded: Config, log: Logger = createLogger(loaded.logLevel, { format: loaded.logFormat, production: loaded.env === 'production' })): Promise<App> {
   const config = ensureJwtSecret(loaded);
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) });
   try {
     const store = await openStore(config);
     const md5 = new Md5Pool();
-    const services = createServices(database.orm, store, md5, config, log);
+    const metrics = new Metrics({ countUploadsInProgress: () => services.uploads.countInProgress(), log });
+    const services = createServices(database.orm, store, md5, config, log, metrics);
     await services.auth.ensureAdmin();
 
     const expressApp = express();
@@ -117,6 +120,7 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
     // Answers are never cached (GraphQL POSTs), so hashing each one for an ETag is wasted work.
     expressApp.set('etag', false);
     expressApp.set('trust proxy', config.trustProxy);
+    expressApp.use(metrics.countRequests);
     // The API serves JSON and attachments, never pages of its own: no CSP to tune here.
     expressApp.use(helmet({ contentSecurityPolicy: false, crossOriginResourcePolicy: { policy: 'same-site' } }));
     if (config.corsOrigins.length > 0) {
@@ -138,6 +142,7 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
         res.status(503).json({ status: 'unavailable' });
       }
     });
+    expressApp.use(operationsRouter({ database, store, metrics, metricsToken: config.metricsToken, log }));
     expressApp.use(downloadRouter(services, log));
     // The browser client (public/): log in, upload with resume, list, download. It holds a
     // token, so it gets a strict CSP (hash-wasm needs WebAssembly compilation).

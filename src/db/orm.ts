@@ -112,8 +112,8 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
     applied,
     async close() {
       await orm.close(true);
-      // The ORM borrows an injected PGlite and leaves it open.
-      await embedded?.close();
+      // The ORM borrows an injected PGlite and leaves it open (unless something closed it already).
+      if (embedded && !embedded.closed) await embedded.close();
     },
   };
 }

@@ -1,17 +1,21 @@
+# The base of both stages (--build-arg NODE_IMAGE=... for a mirror or a local copy).
+ARG NODE_IMAGE=docker.io/library/node:24-bookworm-slim
+
 # Build stage: compile TypeScript with the locked dependencies.
-FROM node:24-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json mikro-orm.config.ts ./
+COPY scripts ./scripts
 COPY src ./src
 COPY test ./test
 COPY client ./client
 COPY public ./public
-RUN npm run build && npm prune --omit=dev
+RUN npm run build && npm prune --omit=dev && rm dist/.tsbuildinfo
 
 # Runtime stage: production dependencies and compiled code only, run as an unprivileged user.
-FROM node:24-bookworm-slim
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=4000 DATA_DIR=/data
 WORKDIR /app
 COPY --from=build /app/package.json ./

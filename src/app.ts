@@ -27,7 +27,9 @@ import { refuseAnonymousUploads } from './http/anonymous-uploads';
 import { requireMultipartPreflight } from './http/multipart-preflight';
 import { bodyDeadlines, guardConnections, HTTP_SERVER_OPTIONS } from './http/request-guards';
 import { pageSecurityPolicy } from './http/page-security';
+import { operationsRouter } from './http/ops.route';
 import { createLogger } from './logger';
+import { Metrics } from './metrics';
 import { createServices, type Services } from './services';
 import { tusRouter } from './tus/tus.route';
 import { openStore } from './storage';
@@ -53,7 +55,11 @@ export interface App {
  * listening yet, or on `options.server`: one already listening (serve binds the port before
  * anything irreversible), whose 'request' listeners the app replaces.
  */
-export async function createApp(loaded: Config, log: Logger = createLogger(loaded.logLevel), options: { server?: http.Server } = {}): Promise<App> {
+export async function createApp(
+  loaded: Config,
+  log: Logger = createLogger(loaded.logLevel, { format: loaded.logFormat, production: loaded.env === 'production' }),
+  options: { server?: http.Server } = {},
+): Promise<App> {
   const config = ensureJwtSecret(loaded);
   const database = await openDatabase(
     { databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) },
@@ -62,7 +68,8 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
   try {
     const store = await openStore(config);
     const md5 = new Md5Pool();
-    const services = createServices(database.orm, store, md5, config, log);
+    const metrics = new Metrics({ countUploadsInProgress: () => services.uploads.countInProgress(), log });
+    const services = createServices(database.orm, store, md5, config, log, metrics);
     await services.auth.ensureAdmin();
 
     const expressApp = express();
@@ -109,6 +116,7 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
     // Answers are never cached (GraphQL POSTs), so hashing each one for an ETag is wasted work.
     expressApp.set('etag', false);
     expressApp.set('trust proxy', config.trustProxy);
+    expressApp.use(metrics.countRequests);
     // The API serves JSON and attachments, never pages of its own: no CSP to tune here.
     expressApp.use(bodyDeadlines(config.limits, log));
     expressApp.use(helmet({ contentSecurityPolicy: false, crossOriginResourcePolicy: { policy: 'same-site' } }));
@@ -133,6 +141,7 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
         res.status(503).json({ status: 'unavailable' });
       }
     });
+    expressApp.use(operationsRouter({ database, store, metrics, metricsToken: config.metricsToken, log }));
     expressApp.use(downloadRouter(services, log));
     // The browser client (public/): log in, upload with resume, list, download; and the explorer.
     expressApp.use(pageSecurityPolicy(), express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }));

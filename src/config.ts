@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import type { LogFormat } from './logger';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -61,6 +62,12 @@ const envSchema = z
     CORS_ORIGINS: z.string().optional(),
     TRUST_PROXY: z.string().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    LOG_FORMAT: z.enum(['json', 'pretty'], { error: 'must be json or pretty' }).optional(),
+    METRICS_TOKEN: z
+      .string()
+      .min(16, 'must be at least 16 characters')
+      .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces (it is sent as a bearer token)')
+      .optional(),
   })
   .superRefine((env, ctx) => {
     if (env.STORAGE === 's3' && !env.S3_BUCKET) {
@@ -122,6 +129,10 @@ export interface Config {
   /** Express's `trust proxy`: which proxies may tell the client address (X-Forwarded-For). */
   trustProxy: boolean | number | string;
   logLevel: string;
+  /** Unset: readable lines at a terminal outside production, JSON otherwise (logger.ts). */
+  logFormat?: LogFormat;
+  /** The bearer token GET /metrics requires; unset: /metrics is open. */
+  metricsToken?: string;
 }
 
 export interface DiskStorageConfig {
@@ -226,6 +237,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, scope: ConfigSc
     corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
+    metricsToken: e.METRICS_TOKEN,
   };
 }
 

@@ -1,5 +1,5 @@
-// Runs every compiled test file with node's own test runner (`npm run build` empties dist/ first,
-// so no compiled test of a renamed or deleted file is left to run).
+// Runs every compiled test file with node's own test runner (the build, scripts/build.mjs, removes
+// compiled files whose source is gone, so no compiled test of a renamed or deleted file is left).
 // Without TEST_DATABASE_URL the servers under test use the embedded PostgreSQL; with it, a
 // fresh database on that PostgreSQL server per test server.
 // Files named *.serial.test.js disturb the machine (restart PostgreSQL, fill a disk): they run

@@ -138,8 +138,8 @@ export async function openDatabase(target: DatabaseTarget, open: OpenOptions = {
       async close() {
         try {
           await opened.close(true);
-          // The ORM borrows an injected PGlite and leaves it open.
-          await embedded?.close();
+          // The ORM borrows an injected PGlite and leaves it open (unless something closed it already).
+          if (embedded && !embedded.closed) await embedded.close();
         } finally {
           lock?.release();
         }

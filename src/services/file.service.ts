@@ -115,6 +115,7 @@ export class FileService {
     if (!file) throw Errors.notFound('File');
     assertMayChange(actor, file);
     await em.remove(file).flush();
+    this.log.info({ fileId: id, name: file.name, size: file.size, by: actor.id }, 'file deleted');
     try {
       await this.store.deleteFile(id);
     } catch (err) {

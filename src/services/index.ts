@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { ServerConfig } from '../config';
 import { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
+import { NO_UPLOAD_METRICS, type UploadMetrics } from '../metrics';
 import type { FileStore } from '../storage/file-store';
 import { LeaseRepository } from '../uploads/lease.repository';
 import { UploadService } from '../uploads/upload.service';
@@ -21,12 +22,19 @@ export interface Services {
   users: UserService;
 }
 
-export function createServices(orm: MikroORM, store: FileStore, md5: Md5Pool, config: ServerConfig, log: Logger): Services {
+export function createServices(
+  orm: MikroORM,
+  store: FileStore,
+  md5: Md5Pool,
+  config: ServerConfig,
+  log: Logger,
+  metrics: UploadMetrics = NO_UPLOAD_METRICS,
+): Services {
   const throttle = new LoginThrottleService(orm);
   const auth = new AuthService(orm, throttle, config, log);
   const files = new FileService(orm, store, log);
   const leases = new LeaseRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds);
-  const uploads = new UploadService(orm, leases, store, md5, files, config, log, GcPacer.create(config.gcPaceBytes, log));
+  const uploads = new UploadService(orm, leases, store, md5, files, config, log, metrics, GcPacer.create(config.gcPaceBytes, log));
   const cleanup = new CleanupService(orm, leases, store, throttle, log);
   return { config, auth, files, uploads, users: new UserService(orm, throttle), cleanup };
 }

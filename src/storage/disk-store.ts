@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFile, mkdir, open, opendir, rename, rm, stat, truncate, type FileHandle } from 'node:fs/promises';
 import type { WriteStream } from 'node:fs';
@@ -160,6 +161,11 @@ export class DiskStore implements FileStore {
     await rm(this.filePath(fileId), { force: true });
   }
 
+  async probe(): Promise<void> {
+    await probeDirectory(this.uploadsDir);
+    await probeDirectory(this.filesDir);
+  }
+
   async *listUploadIds(): AsyncIterable<string> {
     const seen = new Set<string>();
     for await (const entry of await opendir(this.uploadsDir)) {
@@ -183,6 +189,23 @@ export class DiskStore implements FileStore {
 
   private filePath(fileId: string): string {
     return path.join(this.filesDir, assertSafeKey(fileId));
+  }
+}
+
+/**
+ * The directory exists and takes a new file (what a chunk and a publish need). The probe file's
+ * name never matches PART_FILE, so the orphan sweep cannot mistake it for an upload.
+ */
+export async function probeDirectory(dir: string): Promise<void> {
+  const probe = path.join(dir, `.ready-probe-${randomUUID()}`);
+  try {
+    const fh = await open(probe, 'wx', 0o600);
+    await fh.close();
+    await rm(probe, { force: true });
+  } catch (err) {
+    const failure = asStorageFailure(err);
+    // A directory that is gone (an unmounted volume, say) is out of reach, not merely read-only.
+    throw failure instanceof StorageUnavailableError ? failure : new StorageUnavailableError('unreachable', { cause: err });
   }
 }
 

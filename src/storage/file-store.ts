@@ -98,6 +98,12 @@ export interface FileStore {
   /** Removes a library file; no error if it is already gone. */
   deleteFile(fileId: string): Promise<void>;
 
+  /**
+   * Readiness (GET /readyz): resolves when the store can take bytes now, else rejects with a
+   * StorageUnavailableError. Cheap and quick: a probe file on disk, one HeadBucket on S3.
+   */
+  probe(): Promise<void>;
+
   /** Ids of every upload with partial bytes, and every library file (for the orphan sweep). */
   listUploadIds(): AsyncIterable<string>;
   listFileIds(): AsyncIterable<string>;

@@ -32,13 +32,13 @@ export class S3Calls {
   ) {}
 
   /** Runs `call` (one command, its body made inside it) until it succeeds or the policy gives up. */
-  async run<Output>(what: string, call: (s3: S3Client) => Promise<Output>): Promise<Output> {
+  async run<Output>(what: string, call: (s3: S3Client) => Promise<Output>, policy: RetryPolicy = this.policy): Promise<Output> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await call(this.s3);
       } catch (err) {
-        if (isTransient(err) && attempt < this.policy.attempts) {
-          await sleep(Math.random() * this.policy.firstDelayMs * 2 ** (attempt - 1));
+        if (isTransient(err) && attempt < policy.attempts) {
+          await sleep(Math.random() * policy.firstDelayMs * 2 ** (attempt - 1));
           continue;
         }
         if (isTransient(err)) throw new StorageUnavailableError('unreachable', { cause: withContext(err, what) });

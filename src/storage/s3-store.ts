@@ -30,6 +30,7 @@ import {
   type StoreState,
   type WriterLease,
 } from './file-store';
+import { probeDirectory } from './disk-store';
 import { isS3Code, S3Calls } from './s3-calls';
 
 const MiB = 1024 * 1024;
@@ -40,6 +41,8 @@ const S3_MAX_PARTS = 10_000;
 const PLANNED_PARTS = 9_000;
 /** More staged tail objects than this are merged into one, so a part is never made of many small reads. */
 const MAX_TAIL_SEGMENTS = 8;
+/** Readiness asks once and does not wait long: a probe that hangs is an answer too. */
+const PROBE_TIMEOUT_MS = 2_000;
 
 export interface S3StoreOptions extends Omit<S3StorageConfig, 'kind'> {
   /** A local directory for the part this process is receiving right now. */
@@ -318,6 +321,21 @@ export class S3Store implements FileStore {
       for (const object of page.Contents ?? []) yield object.Key!;
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
+  }
+
+  /** The bucket answers HeadBucket at once (one attempt, no retries), and the staging directory takes files. */
+  async probe(): Promise<void> {
+    await probeDirectory(this.options.stagingDir);
+    try {
+      await this.calls.run(
+        'find the bucket',
+        (s3) => s3.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(PROBE_TIMEOUT_MS) }),
+        { attempts: 1, firstDelayMs: 0 },
+      );
+    } catch (err) {
+      // A bucket that is gone, or a probe cut off by its timeout, is as unusable as a store that is down.
+      throw err instanceof StorageUnavailableError ? err : new StorageUnavailableError('unreachable', { cause: err });
+    }
   }
 
   private async ensureBucket(): Promise<void> {

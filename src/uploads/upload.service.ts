@@ -6,9 +6,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
 import { File, type User } from '../entities';
+import { toDomainError } from '../error-edge';
 import { AppError, Errors } from '../errors';
 import type { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
+import type { UploadMetrics } from '../metrics';
 import type { FileService } from '../services/file.service';
 import { cleanDescription, cleanFilename, isUuid, parseMd5, requireByteCount } from '../services/validation';
 import { StorageUnavailableError, type ChunkWritten, type FileStore, type StoredUpload, type StoreState } from '../storage/file-store';
@@ -93,6 +95,7 @@ export class UploadService {
     private readonly files: FileService,
     private readonly config: Config,
     private readonly log: Logger,
+    private readonly metrics: UploadMetrics,
     private readonly gcPacer?: GcPacer,
   ) {}
 
@@ -137,6 +140,7 @@ export class UploadService {
       await em.remove(upload).flush();
       throw asStorageRefusal(err, 0);
     }
+    this.log.info({ uploadId: upload.id, ownerId: owner.id, filename, totalSize }, 'upload started');
     return upload;
   }
 
@@ -165,12 +169,32 @@ export class UploadService {
     return em.find(ChunkedUpload, where, { orderBy: { createdAt: 'desc', id: 'desc' }, limit: first });
   }
 
+  /** Uploads in state UPLOADING and not expired, on every instance (the uploads_in_progress gauge). */
+  countInProgress(): Promise<number> {
+    return this.orm.em.fork().count(ChunkedUpload, { status: UploadStatus.UPLOADING, expiresAt: { $gt: new Date() } });
+  }
+
+  /** `appendChunkAtOffset`, measured once per chunk: its result, the bytes it stored, how long it took. */
+  async appendChunk(owner: User, input: AppendChunkInput): Promise<ChunkedUpload> {
+    const started = performance.now();
+    try {
+      const upload = await this.appendChunkAtOffset(owner, input);
+      const stored = upload.offset - input.offset;
+      this.metrics.chunkFinished('ok', stored, (performance.now() - started) / 1000);
+      this.log.debug({ uploadId: upload.id, offset: input.offset, bytes: stored }, 'chunk stored');
+      return upload;
+    } catch (err) {
+      this.metrics.chunkFinished(toDomainError(err)?.code.toLowerCase() ?? 'error', 0, (performance.now() - started) / 1000);
+      throw err;
+    }
+  }
+
   /**
    * Appends one chunk at the stored offset (lock → load → expiry → offset → length → write →
    * commit → unlock). A refused chunk is still read to its end before answering, so the
    * client receives the error instead of a reset connection.
    */
-  async appendChunk(owner: User, input: AppendChunkInput): Promise<ChunkedUpload> {
+  private async appendChunkAtOffset(owner: User, input: AppendChunkInput): Promise<ChunkedUpload> {
     const watch = new BodyWatch(input.body, this.config.bodyTimeoutSeconds * 1000);
     try {
       const offset = requireByteCount(input.offset, 'offset');
@@ -388,6 +412,8 @@ export class UploadService {
       const stored = await this.fenceIfTakenOver(claimed, clock);
       const file = await this.publish(upload, lease, stored, { description: description ?? upload.description, md5: actual });
       published = true;
+      this.metrics.uploadCompleted();
+      this.log.info({ uploadId: upload.id, fileId: file.id, name: file.name, size: file.size, md5 }, 'upload completed');
       return file;
     } catch (err) {
       throw asStorageRefusal(err, upload.offset);
@@ -408,6 +434,7 @@ export class UploadService {
     }
     if (!(await this.leases.abort(claimed.lease))) throw Errors.uploadLocked();
     await this.store.deleteUpload(uploadId, claimed.upload.storageState ?? null);
+    this.log.info({ uploadId, offset: claimed.upload.offset, totalSize: claimed.upload.totalSize }, 'upload aborted');
     return this.get(owner, uploadId);
   }
 

@@ -99,7 +99,8 @@ export class Metrics implements UploadMetrics {
  */
 function routeLabel(req: Request): string {
   const pattern = (req.route as { path?: unknown } | undefined)?.path;
-  if (typeof pattern === 'string') return pattern;
+  // A router's routes are relative to where it is mounted (/tus/:id, not /:id).
+  if (typeof pattern === 'string') return `${req.baseUrl}${req.baseUrl && pattern === '/' ? '/' : pattern}`.replace(/\/\/$/, '/');
   if (req.originalUrl === '/graphql' || req.originalUrl.startsWith('/graphql?') || req.originalUrl.startsWith('/graphql/')) return '/graphql';
   return 'other';
 }

@@ -9,6 +9,7 @@ import { md5, randomFile, type GraphQLClient } from './helpers/client';
 import { databaseKind } from './helpers/database';
 import { eventually } from './helpers/timing';
 import { startServers, type TestServer } from './helpers/server';
+import { patch, startRaw } from './helpers/tus';
 import { completeAndVerify, sendChunks } from './helpers/upload';
 
 const METRICS_TOKEN = 'metrics-token-for-tests-0123456789';
@@ -87,6 +88,22 @@ describe(`metrics (${databaseKind})`, () => {
     const otherAfter = await scrape(guarded.url, METRICS_TOKEN);
     assert.equal(delta(otherBefore, otherAfter, 'upload_bytes_received_total'), 0);
     assert.equal(delta(otherBefore, otherAfter, 'uploads_completed_total'), 0);
+  });
+
+  it('counts a tus upload too: one PATCH is one chunk, its bytes, its completion; tus routes by pattern', async () => {
+    const bytes = randomFile(200_000);
+    const before = await scrape(open.url);
+    const id = await startRaw(alice, bytes.length, 'tus-measured.bin');
+    assert.equal((await patch(alice, `${alice.url}/tus/${id}`, 0, bytes)).status, 204);
+    const after = await scrape(open.url);
+    assert.equal(delta(before, after, 'upload_bytes_received_total'), bytes.length);
+    assert.equal(delta(before, after, 'upload_chunks_total{result="ok"}'), 1);
+    assert.equal(delta(before, after, 'uploads_completed_total'), 1);
+    await eventually(async () => {
+      const now = await scrape(open.url);
+      assert.equal(delta(before, now, 'http_requests_total{route="/tus/",status="201"}'), 1);
+      assert.equal(delta(before, now, 'http_requests_total{route="/tus/:id",status="204"}'), 1);
+    });
   });
 
   it('counts an aborted upload out of uploads_in_progress, and a chunk for it as upload_not_active', async () => {

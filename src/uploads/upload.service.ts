@@ -175,13 +175,25 @@ export class UploadService {
   }
 
   /** `appendChunkAtOffset`, measured once per chunk: its result, the bytes it stored, how long it took. */
-  async appendChunk(owner: User, input: AppendChunkInput): Promise<ChunkedUpload> {
+  appendChunk(owner: User, input: AppendChunkInput): Promise<ChunkedUpload> {
+    return this.measured(input.offset, () => this.appendChunkAtOffset(owner, input));
+  }
+
+  /**
+   * Appends a body of any length at the stored offset (tus PATCH), measured as one chunk. A
+   * stream cut off counts as failed with 0 bytes, although the segments it committed stay.
+   */
+  appendStream(owner: User, input: AppendStreamInput): Promise<ChunkedUpload> {
+    return this.measured(input.offset, () => this.appendStreamAtOffset(owner, input));
+  }
+
+  private async measured(offset: number, append: () => Promise<ChunkedUpload>): Promise<ChunkedUpload> {
     const started = performance.now();
     try {
-      const upload = await this.appendChunkAtOffset(owner, input);
-      const stored = upload.offset - input.offset;
+      const upload = await append();
+      const stored = upload.offset - offset;
       this.metrics.chunkFinished('ok', stored, (performance.now() - started) / 1000);
-      this.log.debug({ uploadId: upload.id, offset: input.offset, bytes: stored }, 'chunk stored');
+      this.log.debug({ uploadId: upload.id, offset, bytes: stored }, 'chunk stored');
       return upload;
     } catch (err) {
       this.metrics.chunkFinished(toDomainError(err)?.code.toLowerCase() ?? 'error', 0, (performance.now() - started) / 1000);
@@ -214,12 +226,11 @@ export class UploadService {
   }
 
   /**
-   * Appends a body of any length at the stored offset (tus PATCH): written and committed in
-   * segments under one lease, so a cut connection keeps every segment already committed.
-   * A newer request for the same upload interrupts it (see `interruptStream`). What is left of
-   * a refused body is the caller's to read or not.
+   * Written and committed in segments under one lease, so a cut connection keeps every segment
+   * already committed. A newer request for the same upload interrupts it (see
+   * `interruptStream`). What is left of a refused body is the caller's to read or not.
    */
-  async appendStream(owner: User, input: AppendStreamInput): Promise<ChunkedUpload> {
+  private async appendStreamAtOffset(owner: User, input: AppendStreamInput): Promise<ChunkedUpload> {
     const watch = new BodyWatch(input.body, this.config.bodyTimeoutSeconds * 1000);
     const interrupted = Promise.withResolvers<void>();
     try {

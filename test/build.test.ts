@@ -64,7 +64,7 @@ describe('building only what changed', { timeout: 300_000 }, () => {
         for (const stream of [child.stdout, child.stderr]) {
           readline.createInterface({ input: stream }).on('line', (line) => {
             output.push(line);
-            if (line.includes('"msg":"listening"')) resolve(JSON.parse(line).url);
+            if (line.includes('"msg":"listening')) resolve(JSON.parse(line).url);
           });
         }
         child.once('exit', (code) => reject(new Error(`npm start exited with ${code}:\n${output.join('\n')}`)));

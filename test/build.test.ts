@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { createTestDatabase, type TestDatabase } from './helpers/database';
 import { ADMIN } from './helpers/server';
+import { withTimeout } from './helpers/timing';
 
 const REPO = path.resolve(__dirname, '../..');
 const COPIED = ['src', 'test', 'client', 'scripts', 'public', 'dist', 'tsconfig.json', 'mikro-orm.config.ts', 'package.json', 'package-lock.json'];
@@ -60,7 +61,8 @@ describe('building only what changed', { timeout: 300_000 }, () => {
     });
     const output: string[] = [];
     try {
-      const url = await new Promise<string>((resolve, reject) => {
+      // Bounded, so that a start that never says it listens still reaches the finally below.
+      const url = await withTimeout(new Promise<string>((resolve, reject) => {
         for (const stream of [child.stdout, child.stderr]) {
           readline.createInterface({ input: stream }).on('line', (line) => {
             output.push(line);
@@ -68,7 +70,7 @@ describe('building only what changed', { timeout: 300_000 }, () => {
           });
         }
         child.once('exit', (code) => reject(new Error(`npm start exited with ${code}:\n${output.join('\n')}`)));
-      });
+      }), 240_000, 'npm start saying it listens');
       assert.equal((await fetch(`${url}/healthz`)).status, 200);
     } finally {
       const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { createMD5 } from 'hash-wasm';
 import { AppError } from '../src/errors';
 import { Md5Pool } from '../src/hashing/md5-pool';
-import { BodyWatch, ChunkInspector, LeaseClock, type ChunkRules } from '../src/uploads/chunk-pipeline';
+import { BodySegments, BodyWatch, ChunkInspector, LeaseClock, type ChunkRules } from '../src/uploads/chunk-pipeline';
 import { randomFile } from './helpers/client';
 import { sleep } from './helpers/timing';
 
@@ -142,5 +142,47 @@ describe('chunk pipeline', () => {
     await done;
     assert.equal(refused.readableEnded, true, 'read to its end');
     drained.stop();
+  });
+
+  it('cuts a long body into segments of the given size that together are the body, the last one marked', async () => {
+    const bytes = randomFile(1_000_003);
+    // Pieces of uneven sizes that straddle segment boundaries, sometimes slowly.
+    const source = new PassThrough();
+    (async () => {
+      for (let at = 0, i = 0; at < bytes.length; i++) {
+        const piece = bytes.subarray(at, at + 7_001 + (i % 5) * 30_011);
+        at += piece.length;
+        if (!source.write(piece)) await new Promise((resolve) => source.once('drain', resolve));
+        if (i % 7 === 0) await sleep(1);
+      }
+      source.end();
+    })();
+    const segments = new BodySegments(source, 100_000);
+    const received: Buffer[] = [];
+    const marks: boolean[] = [];
+    for (;;) {
+      const segment = segments.next();
+      const parts: Buffer[] = [];
+      for await (const part of segment) parts.push(part as Buffer);
+      const whole = Buffer.concat(parts);
+      if (whole.length === 0) break;
+      assert.ok(whole.length <= 100_000);
+      received.push(whole);
+      marks.push(segment.endedWithSource);
+      if (segment.endedWithSource) break;
+    }
+    assert.equal(md5(Buffer.concat(received)), md5(bytes), 'the segments, in order, are the body');
+    assert.deepEqual(received.map((r) => r.length), [...Array(10).fill(100_000), 3]);
+    assert.deepEqual(marks, [...Array(10).fill(false), true], 'only the last segment ends with the body');
+  });
+
+  it('passes a body cut off mid-segment to that segment as an error', async () => {
+    const source = new PassThrough();
+    const segment = new BodySegments(source, 1000).next();
+    source.write(Buffer.alloc(10));
+    setImmediate(() => source.destroy(new Error('client went away')));
+    await assert.rejects(async () => {
+      for await (const _ of segment);
+    }, /client went away/);
   });
 });

@@ -128,6 +128,9 @@ describe(`the error edge (${databaseKind})`, () => {
         Errors.serviceUnavailable(),
         Errors.rangeNotSatisfiable(10),
         Errors.preflightRequired(),
+        Errors.tooManyUploads(3),
+        Errors.tusVersionUnsupported(),
+        Errors.unsupportedMediaType('application/offset+octet-stream'),
       ];
       assert.deepEqual(new Set(samples.map((e) => e.code)), new Set(Object.keys(ERROR_TABLE)), 'one factory per code');
       for (const err of samples) {

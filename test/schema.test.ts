@@ -26,7 +26,8 @@ describe('schema.graphql', () => {
       'createUser(isAdmin: Boolean = false, password: String!, username: String!): User!',
       'changePassword(newPassword: String!, oldPassword: String!): Boolean!',
       'upload(id: ID!): ChunkedUpload',
-      'myUploads(status: UploadStatus): [ChunkedUpload!]!',
+      // API.md's myUploads(status: UploadStatus), with two optional additions (pages).
+      'myUploads(after: ID, first: Int! = 100, status: UploadStatus): [ChunkedUpload!]!',
       'file(id: ID!): File',
       'me: User',
       'totalSize: SafeInt!', 'offset: SafeInt!', 'size: SafeInt!', 'downloadUrl: String!',

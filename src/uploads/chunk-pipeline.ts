@@ -223,13 +223,19 @@ export class BodySegments {
     private readonly size: number,
   ) {}
 
-  next(): Readable {
+  next(): BodySegment {
     return new BodySegment(this.body, this.size);
   }
 }
 
-class BodySegment extends Readable {
+/**
+ * The body is read in flowing mode ('data', pause, resume), as a pipe would: reading it with
+ * 'readable' and read() made V8 collect a full heap several times more often per GiB.
+ */
+export class BodySegment extends Readable {
   private left: number;
+  /** The segment ended because the whole body did: nothing follows it. */
+  endedWithSource = false;
 
   constructor(
     private readonly source: Readable,
@@ -237,11 +243,12 @@ class BodySegment extends Readable {
   ) {
     super();
     this.left = size;
-    source.on('readable', this.pump).once('end', this.sourceEnded).once('error', this.sourceFailed).once('close', this.sourceClosed);
+    source.on('data', this.onSourceData).once('end', this.sourceEnded).once('error', this.sourceFailed).once('close', this.sourceClosed);
   }
 
   override _read(): void {
-    this.pump();
+    if (this.source.readableEnded) return this.sourceEnded();
+    this.source.resume();
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
@@ -250,25 +257,27 @@ class BodySegment extends Readable {
     callback(err);
   }
 
-  private readonly pump = (): void => {
-    while (this.left > 0) {
-      let buffer: Buffer | null = this.source.read();
-      if (buffer === null) {
-        if (this.source.readableEnded) this.finish();
-        return;
-      }
-      if (buffer.length > this.left) {
-        this.source.unshift(buffer.subarray(this.left));
-        buffer = buffer.subarray(0, this.left);
-      }
-      this.left -= buffer.length;
-      const wantsMore = this.push(buffer);
-      if (this.left === 0) return this.finish();
-      if (!wantsMore) return;
+  private readonly onSourceData = (data: Buffer): void => {
+    let buffer = data;
+    if (buffer.length > this.left) {
+      this.source.pause();
+      this.source.unshift(buffer.subarray(this.left));
+      buffer = buffer.subarray(0, this.left);
+    }
+    this.left -= buffer.length;
+    const wantsMore = this.push(buffer);
+    if (this.left === 0) {
+      this.source.pause();
+      this.finish();
+    } else if (!wantsMore) {
+      this.source.pause();
     }
   };
 
-  private readonly sourceEnded = (): void => this.finish();
+  private readonly sourceEnded = (): void => {
+    this.endedWithSource = true;
+    this.finish();
+  };
   private readonly sourceFailed = (err: Error): void => void this.destroy(err);
   private readonly sourceClosed = (): void => {
     if (!this.source.readableEnded) this.destroy(Errors.badInput('The request was cut off.'));
@@ -280,6 +289,6 @@ class BodySegment extends Readable {
   }
 
   private detach(): void {
-    this.source.off('readable', this.pump).off('end', this.sourceEnded).off('error', this.sourceFailed).off('close', this.sourceClosed);
+    this.source.off('data', this.onSourceData).off('end', this.sourceEnded).off('error', this.sourceFailed).off('close', this.sourceClosed);
   }
 }

@@ -157,14 +157,17 @@ export class LeaseRepository {
     return rows[0] ? this.orm.em.fork().map(ChunkedUpload, rows[0]) : undefined;
   }
 
-  /** Gives the lease back early (a refused or failed chunk); a no-op once it is someone else's. */
+  /**
+   * Gives the lease back early (a refused or failed chunk); a no-op once it is someone else's.
+   * Like a claim, a release need not survive a crash (the lease would only run out), so its
+   * commit skips the WAL flush.
+   */
   async release(lease: Lease): Promise<void> {
-    await this.orm.em
-      .getConnection()
-      .execute(`update chunked_uploads set lease_token = null, lease_expires_at = null where id = ? and lease_token = ?`, [
-        lease.uploadId,
-        lease.token,
-      ]);
+    await this.orm.em.getConnection().execute(
+      `with no_flush as (select set_config('synchronous_commit', 'off', true))
+       update chunked_uploads set lease_token = null, lease_expires_at = null from no_flush where id = ? and lease_token = ?`,
+      [lease.uploadId, lease.token],
+    );
   }
 
   /** Marks the upload COMPLETE inside the caller's transaction; false if the lease was lost. */

@@ -582,6 +582,13 @@ async function main() {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Output piped into something that stopped reading (`| head`): clean up as for Ctrl-C.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err) => {
+      if (err.code !== 'EPIPE') throw err;
+      onSignal('EPIPE');
+    });
+  }
 
   let out;
   try {

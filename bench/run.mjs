@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// The upload benchmark (npm run bench): the real server, started as its own process, against a
-// minimal node:http baseline (bench/baseline-server.mjs), driven by the same client over loopback.
+// The upload benchmark (npm run bench): the real server, started as its own process, over its
+// GraphQL and its tus path, against two minimal node:http baselines (bench/baseline-server.mjs:
+// raw-http, and raw-safe, which also hashes and fsyncs) and @tus/server as a reference
+// (bench/tus-reference-server.mjs), all driven by the same client over loopback.
 // Run `node bench/run.mjs --help` for the options. Not part of `npm test`.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,26 +14,28 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
-import { BaselineApi, GraphQLApi, HttpClient } from './lib/http-client.mjs';
+import { graphqlUpload, rawUpload, tusUpload, verifyFiled, verifyStored } from './lib/drivers.mjs';
+import { BaselineApi, GraphQLApi, HttpClient, TusApi } from './lib/http-client.mjs';
 import { cpuSeconds, freePort, machineCpu, memory, startProcess, waitHealthy } from './lib/processes.mjs';
+import { GiB, KiB, MiB, TARGETS, report, requestLabel, sizeLabel } from './lib/report.mjs';
 import { generateSource, rangeKey } from './lib/source.mjs';
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
-const GiB = 1024 * MiB;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SERVER_MAIN = path.join(ROOT, 'dist/src/main.js');
 const BASELINE_MAIN = path.join(ROOT, 'bench/baseline-server.mjs');
+const TUS_REFERENCE_MAIN = path.join(ROOT, 'bench/tus-reference-server.mjs');
+/** A tus chunk size: the whole file in one PATCH (tus-js-client's default chunkSize). */
+const WHOLE = Infinity;
 
 const HELP = `Usage: npm run bench -- [options]      (or: node bench/run.mjs [options] after npm run build)
 
-  --quick              a small variant (64 MiB instead of 512 MiB, ...): about 15 s
+  --quick              a small variant (64 MiB instead of 512 MiB, ...)
   --embedded           the server on its embedded PostgreSQL (PGlite) instead of a fresh
                        database bench_<random> on --database-url (dropped at the end)
   --database-url URL   PostgreSQL to create the bench database on
                        (default postgres://postgres@127.0.0.1:5432/postgres)
-  --fsync true|false   CHUNK_FSYNC for the server, and fsync before answering for the baseline
-                       (default: the server's own default)
+  --fsync true|false   CHUNK_FSYNC for the server, and fsync before answering for raw-safe
+                       (default: the server's own default; raw-http never fsyncs)
   --runs N             runs per sequential / concurrent / small-chunk measurement (default 3)
   --log-level LEVEL    the server's LOG_LEVEL (default: the server's own default)
   --server-node-args="ARGS"  extra node flags for the server (note the =), e.g.
@@ -46,6 +50,7 @@ const PROFILES = {
   full: {
     seqSize: 512 * MiB,
     chunkSizes: [1 * MiB, 8 * MiB, 32 * MiB],
+    tusChunkSizes: [8 * MiB, WHOLE],
     concurrency: 4,
     concSize: 128 * MiB,
     concChunk: 8 * MiB,
@@ -59,6 +64,7 @@ const PROFILES = {
   quick: {
     seqSize: 64 * MiB,
     chunkSizes: [1 * MiB, 8 * MiB, 32 * MiB],
+    tusChunkSizes: [8 * MiB, WHOLE],
     concurrency: 4,
     concSize: 16 * MiB,
     concChunk: 8 * MiB,
@@ -89,7 +95,6 @@ const percentile = (xs, p) => {
 };
 const mbps = (bytes, seconds) => bytes / 1e6 / seconds;
 const round = (x, digits = 2) => (x == null || !Number.isFinite(x) ? null : Number(x.toFixed(digits)));
-const sizeLabel = (bytes) => (bytes >= MiB ? `${bytes / MiB} MiB` : `${bytes / KiB} KiB`);
 
 function parseOptions() {
   const { values } = parseArgs({
@@ -138,6 +143,8 @@ class Bench {
     this.failures = [];
     this.cleanups = [];
     this.phaseMemory = {};
+    /** Process name (PROCESSES in lib/report.mjs) -> its handle. */
+    this.procs = {};
   }
 
   async setUp() {
@@ -147,7 +154,9 @@ class Bench {
       if (this.options.keep) return progress(`kept ${this.tmp}`);
       if (!this.keepLogs) return rm(this.tmp, { recursive: true, force: true });
       // After a failure: the logs stay for a look, the bulky data goes.
-      for (const bulky of ['source.bin', 'server-data', 'baseline-data']) await rm(path.join(this.tmp, bulky), { recursive: true, force: true });
+      for (const bulky of ['source.bin', 'server-data', 'raw-http-data', 'raw-safe-data', 'tus-ref-data']) {
+        await rm(path.join(this.tmp, bulky), { recursive: true, force: true });
+      }
       progress(`server and baseline logs kept in ${this.tmp}`);
     });
     this.fsync = serverFsync(this.tmp, this.options.fsync ?? this.options.extraEnv.CHUNK_FSYNC);
@@ -167,8 +176,17 @@ class Bench {
     progress(`generating ${sizeLabel(this.sourceSize)} of random data in ${this.source}`);
     this.sums = await generateSource(this.source, this.sourceSize, ranges);
 
-    await this.startServer();
-    await this.startBaseline();
+    // raw-http: nothing but the write. raw-safe: our guarantees' least cost, md5 and (as the server does) fsync.
+    // Started side by side; all settle before a failure is thrown, so tearDown finds every process.
+    const starts = await Promise.allSettled([
+      this.startServer(),
+      this.startBaseline('raw-http', { FSYNC: 'false', MD5: 'false' }),
+      this.startBaseline('raw-safe', { FSYNC: String(this.fsync), MD5: 'true' }),
+      this.startTusReference(),
+    ]);
+    const failed = starts.find((s) => s.status === 'rejected');
+    if (failed) throw failed.reason;
+    this.raw = { 'raw-http': starts[1].value, 'raw-safe': starts[2].value };
   }
 
   async startServer() {
@@ -208,33 +226,50 @@ class Bench {
     );
     const nodeArgs = options['server-node-args'].split(/\s+/).filter(Boolean);
     // --expose-gc as `npm start` and the Docker image give it: GC pacing needs gc().
-    this.server = startProcess('server', ['--expose-gc', ...nodeArgs, SERVER_MAIN], env, path.join(this.tmp, 'server.log'));
-    this.cleanups.unshift(() => this.server.stop());
+    const server = startProcess('server', ['--expose-gc', ...nodeArgs, SERVER_MAIN], env, path.join(this.tmp, 'server.log'));
+    this.procs.server = server;
+    this.cleanups.unshift(() => server.stop());
     this.serverUrl = `http://127.0.0.1:${port}`;
-    progress(`starting the server (${this.databaseLabel}, CHUNK_FSYNC=${this.fsync}) on ${this.serverUrl}, pid ${this.server.pid}`);
-    await waitHealthy(this.server, `${this.serverUrl}/healthz`);
+    progress(`starting the server (${this.databaseLabel}, CHUNK_FSYNC=${this.fsync}) on ${this.serverUrl}, pid ${server.pid}`);
+    await waitHealthy(server, `${this.serverUrl}/healthz`);
     this.serverHttp = new HttpClient(this.serverUrl);
     this.api = await new GraphQLApi(this.serverHttp).login(this.admin.username, this.admin.password);
+    this.tusApi = new TusApi(this.serverHttp, { path: '/tus/', token: this.api.token });
   }
 
-  async startBaseline() {
+  /** A bench/baseline-server.mjs process with `settings` (FSYNC, MD5); resolves with what rawUpload needs. */
+  async startBaseline(name, settings) {
     const port = await freePort();
-    this.baselineDir = path.join(this.tmp, 'baseline-data');
-    await mkdir(this.baselineDir, { recursive: true });
-    const env = { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', DIR: this.baselineDir, FSYNC: String(this.fsync) };
-    this.baseline = startProcess('baseline', [BASELINE_MAIN], env, path.join(this.tmp, 'baseline.log'));
-    this.cleanups.unshift(() => this.baseline.stop());
-    const url = `http://127.0.0.1:${port}`;
-    await waitHealthy(this.baseline, `${url}/`, { ok: (status) => status > 0 });
-    this.baselineHttp = new HttpClient(url);
-    this.baselineApi = new BaselineApi(this.baselineHttp);
+    const dir = path.join(this.tmp, `${name}-data`);
+    await mkdir(dir, { recursive: true });
+    const env = { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', DIR: dir, ...settings };
+    const proc = startProcess(name, [BASELINE_MAIN], env, path.join(this.tmp, `${name}.log`));
+    this.procs[name] = proc;
+    this.cleanups.unshift(() => proc.stop());
+    const http = new HttpClient(`http://127.0.0.1:${port}`);
+    this.cleanups.unshift(() => http.close());
+    await waitHealthy(proc, `${http.base}`, { ok: (status) => status > 0 });
+    return { api: new BaselineApi(http), dir };
   }
 
-  /** Stops both servers, drops the database, removes the temporary files; once, however often called. */
+  async startTusReference() {
+    const port = await freePort();
+    this.tusRefDir = path.join(this.tmp, 'tus-ref-data');
+    await mkdir(this.tusRefDir, { recursive: true });
+    const env = { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', DIR: this.tusRefDir };
+    const proc = startProcess('tus-ref', [TUS_REFERENCE_MAIN], env, path.join(this.tmp, 'tus-ref.log'));
+    this.procs['tus-ref'] = proc;
+    this.cleanups.unshift(() => proc.stop());
+    const http = new HttpClient(`http://127.0.0.1:${port}`);
+    this.cleanups.unshift(() => http.close());
+    await waitHealthy(proc, `${http.base}files/`, { ok: (status) => status > 0 });
+    this.tusRefApi = new TusApi(http, { path: '/files/' });
+  }
+
+  /** Stops every process, drops the database, removes the temporary files; once, however often called. */
   tearDown() {
     this.tearingDown ??= (async () => {
       this.serverHttp?.close();
-      this.baselineHttp?.close();
       for (const cleanup of this.cleanups) {
         try {
           await cleanup();
@@ -246,78 +281,35 @@ class Bench {
     return this.tearingDown;
   }
 
-  // --- one upload each way ------------------------------------------------------------------
+  // --- one upload -----------------------------------------------------------------------------
 
-  /** start → chunks in order → complete, verifying the md5 the server reports. `discard` removes the File afterwards. */
-  async serverUpload({ start, size, chunkSize, label, latencies }) {
-    const md5 = this.sums.get(rangeKey(start, size));
-    const run = { ok: false, size, chunkSize };
-    const t0 = performance.now();
+  /**
+   * One upload of the source range { start, size } to `target` (a TARGETS name), in requests of
+   * `chunkSize` bytes (WHOLE: one request), timed and checked; a failure is recorded, not thrown.
+   */
+  async upload(target, spec) {
+    const md5 = this.sums.get(rangeKey(spec.start, spec.size));
+    const run = { ok: false, size: spec.size, chunkSize: Math.min(spec.chunkSize, spec.size) };
     try {
-      const upload = await this.api.startUpload(`bench-${label}-${randomBytes(4).toString('hex')}.bin`, size);
-      const t1 = performance.now();
-      for (let offset = 0; offset < size; ) {
-        const length = Math.min(chunkSize, size - offset);
-        const c0 = performance.now();
-        const answer = await this.api.uploadChunk(upload.id, offset, this.source, start + offset, length);
-        latencies?.push(performance.now() - c0);
-        offset += length;
-        if (answer.offset !== offset) throw new Error(`the server reports offset ${answer.offset} after a chunk ending at ${offset}`);
-      }
-      const t2 = performance.now();
-      const file = await this.api.completeUpload(upload.id, md5);
-      const t3 = performance.now();
-      run.fileId = file.id;
-      if (file.md5 !== md5 || file.size !== size) {
-        throw new Error(`verification failed: completeUpload says md5 ${file.md5}, ${file.size} bytes; the source range has md5 ${md5}, ${size} bytes`);
-      }
-      Object.assign(run, {
-        ok: true,
-        seconds: (t3 - t0) / 1000,
-        chunkSeconds: (t2 - t1) / 1000,
-        startMs: t1 - t0,
-        completeMs: t3 - t2,
-        mbps: mbps(size, (t3 - t0) / 1000),
-      });
+      const { source } = this;
+      if (target === 'graphql') await graphqlUpload({ api: this.api, source, md5 }, spec, run);
+      else if (target === 'tus') await tusUpload({ api: this.tusApi, source, verify: verifyFiled(this.api, md5, spec.size) }, spec, run);
+      else if (target === 'tus-ref') await tusUpload({ api: this.tusRefApi, source, verify: verifyStored(this.tusRefDir, spec.size) }, spec, run);
+      else await rawUpload({ ...this.raw[target], source, md5 }, spec, run);
+      Object.assign(run, { ok: true, mbps: mbps(spec.size, run.seconds) });
     } catch (err) {
       run.error = err.message;
-      this.failures.push({ target: 'server', label, size, chunkSize, error: err.message });
-      progress(`  FAILED server ${label}: ${err.message}`);
+      this.failures.push({ target, label: spec.label, size: spec.size, chunkSize: run.chunkSize, error: err.message });
+      progress(`  FAILED ${target} ${spec.label}: ${err.message}`);
     }
     return run;
   }
 
-  /** The same bytes, same chunks, to the baseline; its file is checked for size (`discard` removes it). */
-  async baselineUpload({ start, size, chunkSize, label, latencies }) {
-    const name = `${label}-${randomBytes(4).toString('hex')}`;
-    const run = { ok: false, size, chunkSize, baselineFile: path.join(this.baselineDir, name) };
-    const t0 = performance.now();
-    try {
-      for (let offset = 0; offset < size; ) {
-        const length = Math.min(chunkSize, size - offset);
-        const c0 = performance.now();
-        const answer = await this.baselineApi.append(name, offset, this.source, start + offset, length);
-        latencies?.push(performance.now() - c0);
-        offset += length;
-        if (answer.offset !== offset) throw new Error(`the baseline reports offset ${answer.offset} after a chunk ending at ${offset}`);
-      }
-      const seconds = (performance.now() - t0) / 1000;
-      const stored = (await stat(path.join(this.baselineDir, name))).size;
-      if (stored !== size) throw new Error(`the baseline stored ${stored} bytes, not ${size}`);
-      Object.assign(run, { ok: true, seconds, chunkSeconds: seconds, mbps: mbps(size, seconds) });
-    } catch (err) {
-      run.error = err.message;
-      this.failures.push({ target: 'baseline', label, size, chunkSize, error: err.message });
-      progress(`  FAILED baseline ${label}: ${err.message}`);
-    }
-    return run;
-  }
-
-  /** Deletes what an upload stored (File or baseline file), outside every measurement. */
+  /** Deletes what uploads stored (File on our server, files of the others), outside every measurement. */
   async discard(run) {
     for (const r of run.uploads ?? [run]) {
       if (r.fileId) await this.api.deleteFile(r.fileId).catch((err) => progress(`  could not delete file ${r.fileId}: ${err.message}`));
-      if (r.baselineFile) await rm(r.baselineFile, { force: true });
+      for (const file of r.files ?? []) await rm(file, { force: true });
     }
   }
 
@@ -336,22 +328,40 @@ class Bench {
   }
 
   async notePhase(name) {
-    this.phaseMemory[name] = { server: await memory(this.server.pid), baseline: await memory(this.baseline.pid) };
+    this.phaseMemory[name] = Object.fromEntries(await Promise.all(Object.entries(this.procs).map(async ([n, proc]) => [n, await memory(proc.pid)])));
   }
 
-  /** Alternates which side goes first from run to run, so drift (page cache, writeback) hits both alike. */
-  async paired(runs, serverWork, baselineWork) {
-    const out = { server: [], baseline: [] };
-    for (let r = 0; r < runs; r++) {
-      if (r % 2 === 0) {
-        out.server.push(await serverWork(r));
-        out.baseline.push(await baselineWork(r));
-      } else {
-        out.baseline.push(await baselineWork(r));
-        out.server.push(await serverWork(r));
+  /**
+   * `--runs` metered runs of `work(target)` for every one of `targets`, the order rotating from
+   * run to run (with two, they alternate) so that drift (page cache, writeback, the machine's
+   * other work) hits all alike. Resolves with { target: { runs, cpu } }.
+   */
+  async rotated(targets, bytes, work) {
+    const out = Object.fromEntries(targets.map((t) => [t, { runs: [], cpu: { cpuSeconds: 0, bytes: 0 } }]));
+    for (let r = 0; r < this.options.runs; r++) {
+      for (let i = 0; i < targets.length; i++) {
+        const target = targets[(r + i) % targets.length];
+        out[target].runs.push(await this.metered(this.procs[TARGETS[target].process], out[target].cpu, bytes, () => work(target)));
       }
     }
     return out;
+  }
+
+  /**
+   * Each target's median `rate` (of its good runs) and its ratio to raw-http's and raw-safe's,
+   * plus `more(measured, target)` (CPU and such), in TARGETS order.
+   */
+  summarize(measured, rate, rateName, digits, more) {
+    const medians = Object.fromEntries(Object.entries(measured).map(([t, m]) => [t, median(m.runs.filter((r) => r.ok).map(rate))]));
+    const ratio = (t, baseline) => (medians[t] && medians[baseline] ? round(medians[t] / medians[baseline], 3) : null);
+    const targets = {};
+    for (const t of Object.keys(TARGETS).filter((t) => t in measured)) {
+      targets[t] = { [rateName]: round(medians[t], digits), vsRawHttp: ratio(t, 'raw-http'), vsRawSafe: ratio(t, 'raw-safe'), ...more(measured[t], t) };
+    }
+    progress(
+      '  ' + Object.entries(targets).map(([t, r]) => `${t} ${r[rateName]} (${r.vsRawHttp ?? '—'}× raw-http, ${r.vsRawSafe ?? '—'}× raw-safe)`).join(', '),
+    );
+    return targets;
   }
 
   // --- the measurements -----------------------------------------------------------------------
@@ -362,37 +372,34 @@ class Bench {
     const { warmupSize } = this.p;
     for (const chunkSize of [MiB, 64 * KiB]) {
       const size = chunkSize === MiB ? warmupSize : Math.min(warmupSize, 2 * MiB);
-      await this.discard(await this.serverUpload({ start: 0, size, chunkSize, label: 'warmup' }));
-      await this.discard(await this.baselineUpload({ start: 0, size, chunkSize, label: 'warmup' }));
+      for (const target of Object.keys(TARGETS)) await this.discard(await this.upload(target, { start: 0, size, chunkSize, label: 'warmup' }));
     }
     await this.notePhase('warmup');
   }
 
+  /**
+   * The whole file at every chunk size: GraphQL at `chunkSizes`, tus (ours and the reference)
+   * at `tusChunkSizes`, the baselines at all of them.
+   */
   async sequential() {
-    const { seqSize, chunkSizes } = this.p;
+    const { seqSize, chunkSizes, tusChunkSizes } = this.p;
+    const perRequest = [...new Set([...chunkSizes, ...tusChunkSizes])].sort((a, b) => a - b);
     const results = [];
-    for (const chunkSize of chunkSizes) {
-      progress(`sequential ${sizeLabel(seqSize)} in ${sizeLabel(chunkSize)} chunks × ${this.options.runs} runs`);
-      const cpu = { server: { cpuSeconds: 0, bytes: 0 }, baseline: { cpuSeconds: 0, bytes: 0 } };
-      const spec = { start: 0, size: seqSize, chunkSize, label: `seq${chunkSize / MiB}m` };
-      const runs = await this.paired(
-        this.options.runs,
-        () => this.metered(this.server, cpu.server, seqSize, () => this.serverUpload(spec)),
-        () => this.metered(this.baseline, cpu.baseline, seqSize, () => this.baselineUpload(spec)),
-      );
-      const server = median(runs.server.filter((r) => r.ok).map((r) => r.mbps));
-      const baseline = median(runs.baseline.filter((r) => r.ok).map((r) => r.mbps));
-      const row = {
-        size: seqSize,
-        chunkSize,
-        serverMBps: round(server, 1),
-        baselineMBps: round(baseline, 1),
-        ratio: server && baseline ? round(server / baseline, 3) : null,
-        serverCpuSecondsPerGiB: round(cpu.server.cpuSeconds / (cpu.server.bytes / GiB), 3),
-        baselineCpuSecondsPerGiB: round(cpu.baseline.cpuSeconds / (cpu.baseline.bytes / GiB), 3),
-        runs,
-      };
-      progress(`  server ${row.serverMBps} MB/s, baseline ${row.baselineMBps} MB/s, ratio ${row.ratio}`);
+    for (const chunkSize of perRequest) {
+      const targets = [
+        ...(chunkSizes.includes(chunkSize) ? ['graphql'] : []),
+        ...(tusChunkSizes.includes(chunkSize) ? ['tus', 'tus-ref'] : []),
+        'raw-http',
+        'raw-safe',
+      ];
+      const row = { size: seqSize, chunkSize: Math.min(chunkSize, seqSize), oneRequest: chunkSize >= seqSize };
+      progress(`sequential ${sizeLabel(seqSize)}, ${requestLabel(row)} per request, × ${this.options.runs} runs: ${targets.join(', ')}`);
+      const label = row.oneRequest ? 'seqwhole' : `seq${chunkSize / MiB}m`;
+      const measured = await this.rotated(targets, seqSize, (target) => this.upload(target, { start: 0, size: seqSize, chunkSize, label }));
+      row.targets = this.summarize(measured, (r) => r.mbps, 'MBps', 1, (m) => ({
+        cpuSecondsPerGiB: round(m.cpu.cpuSeconds / (m.cpu.bytes / GiB), 3),
+        runs: m.runs,
+      }));
       results.push(row);
     }
     await this.notePhase('sequential');
@@ -401,39 +408,29 @@ class Bench {
 
   async concurrent() {
     const { concurrency, concSize, concChunk } = this.p;
-    progress(`${concurrency} concurrent uploads of ${sizeLabel(concSize)} in ${sizeLabel(concChunk)} chunks × ${this.options.runs} runs`);
+    const targets = Object.keys(TARGETS);
+    progress(`${concurrency} concurrent uploads of ${sizeLabel(concSize)} in ${sizeLabel(concChunk)} requests × ${this.options.runs} runs: ${targets.join(', ')}`);
     const total = concurrency * concSize;
-    const cpu = { server: { cpuSeconds: 0, bytes: 0 }, baseline: { cpuSeconds: 0, bytes: 0 } };
-    const together = async (upload) => {
+    const together = async (target) => {
       const t0 = performance.now();
       const uploads = await Promise.all(
-        Array.from({ length: concurrency }, (_, i) => upload({ start: i * concSize, size: concSize, chunkSize: concChunk, label: `conc${i}` })),
+        Array.from({ length: concurrency }, (_, i) => this.upload(target, { start: i * concSize, size: concSize, chunkSize: concChunk, label: `conc${i}` })),
       );
       const seconds = (performance.now() - t0) / 1000;
       const ok = uploads.every((u) => u.ok);
       return { ok, seconds, mbps: ok ? mbps(total, seconds) : null, uploads };
     };
-    const runs = await this.paired(
-      this.options.runs,
-      () => this.metered(this.server, cpu.server, total, () => together((s) => this.serverUpload(s))),
-      () => this.metered(this.baseline, cpu.baseline, total, () => together((s) => this.baselineUpload(s))),
-    );
-    const server = median(runs.server.filter((r) => r.ok).map((r) => r.mbps));
-    const baseline = median(runs.baseline.filter((r) => r.ok).map((r) => r.mbps));
+    const measured = await this.rotated(targets, total, together);
     await this.notePhase('concurrent');
-    const result = {
+    return {
       concurrency,
       size: concSize,
       chunkSize: concChunk,
-      serverMBps: round(server, 1),
-      baselineMBps: round(baseline, 1),
-      ratio: server && baseline ? round(server / baseline, 3) : null,
-      serverCpuSecondsPerGiB: round(cpu.server.cpuSeconds / (cpu.server.bytes / GiB), 3),
-      baselineCpuSecondsPerGiB: round(cpu.baseline.cpuSeconds / (cpu.baseline.bytes / GiB), 3),
-      runs,
+      targets: this.summarize(measured, (r) => r.mbps, 'MBps', 1, (m) => ({
+        cpuSecondsPerGiB: round(m.cpu.cpuSeconds / (m.cpu.bytes / GiB), 3),
+        runs: m.runs.map(({ ok, seconds, mbps }) => ({ ok, seconds, mbps })),
+      })),
     };
-    progress(`  server ${result.serverMBps} MB/s, baseline ${result.baselineMBps} MB/s, ratio ${result.ratio}`);
-    return result;
   }
 
   /**
@@ -446,7 +443,7 @@ class Bench {
     const samples = new Map(completeSizes.map((size) => [size, []]));
     for (let round = 0; round < completeRounds; round++) {
       for (const size of completeSizes) {
-        const run = await this.serverUpload({ start: 0, size, chunkSize: Math.min(completeChunk, size), label: `complete${size / MiB}m` });
+        const run = await this.upload('graphql', { start: 0, size, chunkSize: Math.min(completeChunk, size), label: `complete${size / MiB}m` });
         await this.discard(run);
         if (run.ok) samples.get(size).push(run.completeMs);
       }
@@ -460,44 +457,35 @@ class Bench {
   async smallChunks() {
     const { smallChunk, smallSize } = this.p;
     const chunks = Math.ceil(smallSize / smallChunk);
-    progress(`per-request overhead: ${sizeLabel(smallSize)} in ${chunks} chunks of ${sizeLabel(smallChunk)} × ${this.options.runs} runs`);
-    const latencies = { server: [], baseline: [] };
-    const cpu = { server: { cpuSeconds: 0, bytes: 0 }, baseline: { cpuSeconds: 0, bytes: 0 } };
-    const spec = { start: 0, size: smallSize, chunkSize: smallChunk, label: 'small' };
-    const runs = await this.paired(
-      this.options.runs,
-      () => this.metered(this.server, cpu.server, smallSize, () => this.serverUpload({ ...spec, latencies: latencies.server })),
-      () => this.metered(this.baseline, cpu.baseline, smallSize, () => this.baselineUpload({ ...spec, latencies: latencies.baseline })),
+    const targets = Object.keys(TARGETS);
+    progress(`per-request overhead: ${sizeLabel(smallSize)} in ${chunks} requests of ${sizeLabel(smallChunk)} × ${this.options.runs} runs: ${targets.join(', ')}`);
+    const latencies = Object.fromEntries(targets.map((t) => [t, []]));
+    const measured = await this.rotated(targets, smallSize, (target) =>
+      this.upload(target, { start: 0, size: smallSize, chunkSize: smallChunk, label: 'small', latencies: latencies[target] }),
     );
-    const rate = (list) => median(list.filter((r) => r.ok).map((r) => chunks / r.chunkSeconds));
-    const server = rate(runs.server);
-    const baseline = rate(runs.baseline);
     await this.notePhase('smallChunks');
-    const result = {
+    return {
       size: smallSize,
       chunkSize: smallChunk,
       chunks,
-      serverChunksPerSecond: round(server, 0),
-      baselineChunksPerSecond: round(baseline, 0),
-      ratio: server && baseline ? round(server / baseline, 3) : null,
-      serverLatencyMs: { p50: round(percentile(latencies.server, 50)), p99: round(percentile(latencies.server, 99)) },
-      baselineLatencyMs: { p50: round(percentile(latencies.baseline, 50)), p99: round(percentile(latencies.baseline, 99)) },
-      serverCpuMsPerChunk: round((cpu.server.cpuSeconds * 1000) / (cpu.server.bytes / smallChunk), 3),
-      baselineCpuMsPerChunk: round((cpu.baseline.cpuSeconds * 1000) / (cpu.baseline.bytes / smallChunk), 3),
-      runs: { server: runs.server.map(({ ok, chunkSeconds, error }) => ({ ok, chunkSeconds, error })), baseline: runs.baseline.map(({ ok, chunkSeconds, error }) => ({ ok, chunkSeconds, error })) },
+      targets: this.summarize(measured, (r) => chunks / r.chunkSeconds, 'chunksPerSecond', 0, (m, target) => ({
+        latencyMs: { p50: round(percentile(latencies[target], 50)), p99: round(percentile(latencies[target], 99)) },
+        cpuMsPerChunk: round((m.cpu.cpuSeconds * 1000) / (m.cpu.bytes / smallChunk), 3),
+        runs: m.runs.map(({ ok, chunkSeconds, error }) => ({ ok, chunkSeconds, error })),
+      })),
     };
-    progress(`  server ${result.serverChunksPerSecond} chunks/s, baseline ${result.baselineChunksPerSecond} chunks/s, ratio ${result.ratio}`);
-    return result;
   }
 
   async resources() {
-    const [server, baseline] = [await memory(this.server.pid), await memory(this.baseline.pid)];
-    const [serverCpu, baselineCpu] = [await cpuSeconds(this.server.pid), await cpuSeconds(this.baseline.pid)];
+    const processes = {};
+    for (const [name, proc] of Object.entries(this.procs)) {
+      const m = await memory(proc.pid);
+      processes[name] = { peakRssMiB: round(m.peakRss / MiB, 1), rssAtEndMiB: round(m.rss / MiB, 1), cpuSecondsTotal: round(await cpuSeconds(proc.pid), 2) };
+    }
     return {
-      server: { peakRssMiB: round(server.peakRss / MiB, 1), rssAtEndMiB: round(server.rss / MiB, 1), cpuSecondsTotal: round(serverCpu, 2) },
-      baseline: { peakRssMiB: round(baseline.peakRss / MiB, 1), rssAtEndMiB: round(baseline.rss / MiB, 1), cpuSecondsTotal: round(baselineCpu, 2) },
+      processes,
       peakRssMiBAfterPhase: Object.fromEntries(
-        Object.entries(this.phaseMemory).map(([phase, m]) => [phase, { server: round(m.server.peakRss / MiB, 1), baseline: round(m.baseline.peakRss / MiB, 1) }]),
+        Object.entries(this.phaseMemory).map(([phase, m]) => [phase, Object.fromEntries(Object.entries(m).map(([n, mem]) => [n, round(mem.peakRss / MiB, 1)]))]),
       ),
     };
   }
@@ -505,7 +493,7 @@ class Bench {
   async run() {
     const clientCpu0 = process.cpuUsage();
     const machine0 = await machineCpu();
-    const [server0, baseline0] = [await cpuSeconds(this.server.pid), await cpuSeconds(this.baseline.pid)];
+    const cpu0 = Object.fromEntries(await Promise.all(Object.entries(this.procs).map(async ([n, proc]) => [n, await cpuSeconds(proc.pid)])));
     await this.warmUp();
     const sequential = await this.sequential();
     const concurrent = await this.concurrent();
@@ -516,11 +504,12 @@ class Bench {
     resources.client = { cpuSecondsTotal: round((clientCpu.user + clientCpu.system) / 1e6, 2) };
     // CPU time the rest of the machine used while we measured: on a shared box, the noise floor.
     const machine1 = await machineCpu();
-    const serverCpu = (await cpuSeconds(this.server.pid)) - server0;
-    const baselineCpu = (await cpuSeconds(this.baseline.pid)) - baseline0;
-    resources.server.cpuSecondsMeasuring = round(serverCpu, 2);
-    resources.baseline.cpuSecondsMeasuring = round(baselineCpu, 2);
-    const ours = serverCpu + baselineCpu + (clientCpu.user + clientCpu.system) / 1e6;
+    let ours = (clientCpu.user + clientCpu.system) / 1e6;
+    for (const [name, proc] of Object.entries(this.procs)) {
+      const used = (await cpuSeconds(proc.pid)) - cpu0[name];
+      resources.processes[name].cpuSecondsMeasuring = round(used, 2);
+      ours += used;
+    }
     const wall = (machine1.totalSeconds - machine0.totalSeconds) / os.cpus().length;
     resources.machine = {
       wallSeconds: round(wall, 1),
@@ -552,101 +541,23 @@ async function withPg(url, work) {
   }
 }
 
+/** The goals for our server's GraphQL path, each ratio against both baselines. */
 function targets(results) {
-  const seq = (size) => results.sequential.find((r) => r.chunkSize === size);
+  const seq = (size) => results.sequential.find((r) => r.chunkSize === size && !r.oneRequest)?.targets.graphql;
   const lat = results.completeUpload;
   const latencyRatio = lat.at(-1).medianMs != null && lat[0].medianMs ? lat.at(-1).medianMs / lat[0].medianMs : null;
   const check = (name, value, goal, met) => ({ name, value: round(value, 3), goal, met: value == null ? false : met(value) });
-  return [
-    check('sequential 8 MiB chunks: server / baseline', seq(8 * MiB)?.ratio, '≥ 0.8', (v) => v >= 0.8),
-    check('sequential 1 MiB chunks: server / baseline', seq(1 * MiB)?.ratio, '≥ 0.6', (v) => v >= 0.6),
-    check(`${results.concurrent.concurrency} concurrent uploads: server / baseline`, results.concurrent.ratio, '≥ 0.8', (v) => v >= 0.8),
-    check(`completeUpload ${sizeLabel(lat.at(-1).size)} / ${sizeLabel(lat[0].size)} (median latency)`, latencyRatio, '≤ 2', (v) => v <= 2),
-    check('server peak RSS (MiB)', results.resources.server.peakRssMiB, '< 150', (v) => v < 150),
+  const againstBoth = (name, row, goal, met) => [
+    check(`${name}: server / raw-http`, row?.vsRawHttp, goal, met),
+    check(`${name}: server / raw-safe`, row?.vsRawSafe, goal, met),
   ];
-}
-
-// --- output ----------------------------------------------------------------------------------
-
-function table(headers, rows, align) {
-  const cells = [headers, ...rows].map((r) => r.map((c) => (c == null ? '—' : String(c))));
-  const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
-  const line = (r) => r.map((c, i) => (align?.[i] === 'l' ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  return [line(cells[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
-}
-
-function report(out) {
-  const { meta, results } = out;
-  const f1 = (x) => (x == null ? null : x.toFixed(1));
-  const lines = [];
-  lines.push(
-    `Upload benchmark (${meta.profile}) ${meta.date} — node ${meta.node}, ${meta.cpus} × ${meta.cpuModel}, ${meta.database}, ` +
-      `CHUNK_FSYNC=${meta.chunkFsync} (baseline fsyncs alike: ${meta.chunkFsync}), commit ${meta.commit ?? '?'}`,
-  );
-  lines.push(`Load average (1 min) at start ${meta.loadAverage.start}, at end ${meta.loadAverage.end}, on ${meta.cpus} CPUs${Math.max(meta.loadAverage.start, meta.loadAverage.end) > meta.cpus ? ': the machine was busy with other work, expect noise' : ''}.`);
-  lines.push('MB/s = 10^6 bytes/s. Server times are end to end: startUpload → every chunk → completeUpload (md5 verified).');
-  lines.push('');
-  lines.push(`Sequential upload of ${sizeLabel(results.sequential[0].size)}, median of ${meta.runs}`);
-  lines.push(
-    table(
-      ['chunk', 'server MB/s', 'baseline MB/s', 'ratio', 'server CPU s/GiB', 'baseline CPU s/GiB'],
-      results.sequential.map((r) => [sizeLabel(r.chunkSize), f1(r.serverMBps), f1(r.baselineMBps), r.ratio?.toFixed(2), r.serverCpuSecondsPerGiB?.toFixed(2), r.baselineCpuSecondsPerGiB?.toFixed(2)]),
-      ['l'],
-    ),
-  );
-  const c = results.concurrent;
-  lines.push('');
-  lines.push(`${c.concurrency} concurrent uploads of ${sizeLabel(c.size)}, ${sizeLabel(c.chunkSize)} chunks, aggregate, median of ${meta.runs}`);
-  lines.push(
-    table(
-      ['', 'server MB/s', 'baseline MB/s', 'ratio', 'server CPU s/GiB', 'baseline CPU s/GiB'],
-      [['aggregate', f1(c.serverMBps), f1(c.baselineMBps), c.ratio?.toFixed(2), c.serverCpuSecondsPerGiB?.toFixed(2), c.baselineCpuSecondsPerGiB?.toFixed(2)]],
-      ['l'],
-    ),
-  );
-  const s = results.smallChunks;
-  lines.push('');
-  lines.push(`Per-request overhead: ${sizeLabel(s.size)} in ${s.chunks} chunks of ${sizeLabel(s.chunkSize)}, median of ${meta.runs}`);
-  lines.push(
-    table(
-      ['', 'chunks/s', 'p50 ms', 'p99 ms', 'CPU ms/chunk'],
-      [
-        ['server', s.serverChunksPerSecond, s.serverLatencyMs.p50, s.serverLatencyMs.p99, s.serverCpuMsPerChunk],
-        ['baseline', s.baselineChunksPerSecond, s.baselineLatencyMs.p50, s.baselineLatencyMs.p99, s.baselineCpuMsPerChunk],
-        ['ratio', s.ratio?.toFixed(2), null, null, null],
-      ],
-      ['l'],
-    ),
-  );
-  lines.push('');
-  lines.push('completeUpload latency (ms)');
-  lines.push(
-    table(
-      ['file', 'samples', 'median', 'min', 'max'],
-      results.completeUpload.map((r) => [sizeLabel(r.size), r.samples, f1(r.medianMs), f1(r.minMs), f1(r.maxMs)]),
-      ['l'],
-    ),
-  );
-  const res = results.resources;
-  lines.push('');
-  lines.push(
-    `Peak RSS (VmHWM): server ${res.server.peakRssMiB} MiB (${res.peakRssMiBAfterPhase.idle?.server} MiB already after start-up and login), ` +
-      `baseline ${res.baseline.peakRssMiB} MiB.`,
-  );
-  lines.push(
-    `CPU while measuring (${res.machine.wallSeconds} s): server ${res.server.cpuSecondsMeasuring} s, baseline ${res.baseline.cpuSecondsMeasuring} s, ` +
-      `bench client ${res.client.cpuSecondsTotal} s, other processes on the machine ${res.machine.otherProcessesCpuSeconds} s; ` +
-      `the machine's CPUs were ${Math.round(res.machine.busyShare * 100)}% busy.`,
-  );
-  lines.push('');
-  lines.push('Targets (information)');
-  lines.push(table(['', 'value', 'goal', 'met'], out.targets.map((t) => [t.name, t.value, t.goal, t.met ? 'yes' : 'NO']), ['l']));
-  if (out.failures.length) {
-    lines.push('');
-    lines.push(`FAILED RUNS (${out.failures.length}): excluded from the medians`);
-    for (const f of out.failures) lines.push(`  ${f.target} ${f.label} (${sizeLabel(f.size)}, ${sizeLabel(f.chunkSize)} chunks): ${f.error}`);
-  }
-  return lines.join('\n');
+  return [
+    ...againstBoth('sequential 8 MiB chunks', seq(8 * MiB), '≥ 0.8', (v) => v >= 0.8),
+    ...againstBoth('sequential 1 MiB chunks', seq(1 * MiB), '≥ 0.6', (v) => v >= 0.6),
+    ...againstBoth(`${results.concurrent.concurrency} concurrent uploads`, results.concurrent.targets.graphql, '≥ 0.8', (v) => v >= 0.8),
+    check(`completeUpload ${sizeLabel(lat.at(-1).size)} / ${sizeLabel(lat[0].size)} (median latency)`, latencyRatio, '≤ 2', (v) => v <= 2),
+    check('server peak RSS (MiB)', results.resources.processes.server.peakRssMiB, '< 150', (v) => v < 150),
+  ];
 }
 
 function gitCommit() {
@@ -671,6 +582,13 @@ async function main() {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Output piped into something that stopped reading (`| head`): clean up as for Ctrl-C.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err) => {
+      if (err.code !== 'EPIPE') throw err;
+      onSignal('EPIPE');
+    });
+  }
 
   let out;
   try {
@@ -697,7 +615,9 @@ async function main() {
       results,
       failures: bench.failures,
     };
-    if (!bench.server.alive) bench.failures.push({ target: 'server', label: 'process', size: 0, chunkSize: 0, error: 'the server died during the bench' });
+    for (const proc of Object.values(bench.procs)) {
+      if (!proc.alive) bench.failures.push({ target: proc.name, label: 'process', size: 0, chunkSize: 0, error: `${proc.name} died during the bench` });
+    }
     out.targets = targets(results);
     if (bench.failures.length) bench.keepLogs = true;
   } catch (err) {

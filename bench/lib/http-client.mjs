@@ -1,4 +1,4 @@
-// One client for both servers: node:http over a keep-alive agent, request bodies streamed
+// One client for every server: node:http over a keep-alive agent, request bodies streamed
 // from the source file with fs.createReadStream({ start, end }) so no file is ever held whole.
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -16,7 +16,7 @@ export class HttpClient {
   /**
    * One request. `body` is a Buffer/string, or `{ head, file, start, length, tail }`: the
    * bytes [start, start + length) of `file`, framed by the optional head and tail buffers.
-   * Resolves with { status, text } once the whole answer is read.
+   * Resolves with { status, headers, text } once the whole answer is read.
    */
   request({ method = 'POST', path, headers = {}, body }) {
     let contentLength;
@@ -49,7 +49,7 @@ export class HttpClient {
         const parts = [];
         res.on('data', (d) => parts.push(d));
         res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(parts).toString('utf8') }));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(parts).toString('utf8') }));
       });
       if (!streamed) return req.end(body);
       if (streamed.head.length) req.write(streamed.head);
@@ -155,12 +155,55 @@ export class GraphQLApi {
     return completeUpload;
   }
 
+  async file(id) {
+    return (await this.query('query($id: ID!) { file(id: $id) { id size md5 } }', { id })).file;
+  }
+
   async deleteFile(id) {
     return (await this.query('mutation($id: ID!) { deleteFile(id: $id) }', { id })).deleteFile;
   }
 }
 
-/** The baseline server: the raw body at ?offset=. */
+/**
+ * A tus 1.0.0 server at `path` (our /tus/, or the @tus/server reference): creation, then
+ * PATCHes with the bytes. tus-js-client sends the same requests.
+ */
+export class TusApi {
+  constructor(http, { path, token }) {
+    this.http = http;
+    this.path = path;
+    this.token = token;
+  }
+
+  headers() {
+    return { 'tus-resumable': '1.0.0', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) };
+  }
+
+  /** POST: a new upload of `length` bytes; resolves with the path of its URL. */
+  async create(filename, length) {
+    const res = await this.http.request({
+      method: 'POST',
+      path: this.path,
+      headers: { ...this.headers(), 'upload-length': String(length), 'upload-metadata': `filename ${Buffer.from(filename).toString('base64')}` },
+    });
+    if (res.status !== 201 || !res.headers.location) throw new Error(`tus POST ${this.path}: HTTP ${res.status}: ${res.text.slice(0, 300)}`);
+    return new URL(res.headers.location, this.http.base).pathname;
+  }
+
+  /** PATCH: the bytes [start, start + length) of `file` at `offset`; resolves with the Upload-Offset answered. */
+  async patch(uploadPath, offset, file, start, length) {
+    const res = await this.http.request({
+      method: 'PATCH',
+      path: uploadPath,
+      headers: { ...this.headers(), 'content-type': 'application/offset+octet-stream', 'upload-offset': String(offset) },
+      body: { file, start, length },
+    });
+    if (res.status !== 204) throw new Error(`tus PATCH ${uploadPath}: HTTP ${res.status}: ${res.text.slice(0, 300)}`);
+    return { offset: Number(res.headers['upload-offset']) };
+  }
+}
+
+/** A baseline server (raw-http, raw-safe): the raw body at ?offset=. */
 export class BaselineApi {
   constructor(http) {
     this.http = http;

@@ -48,6 +48,11 @@ export function startProcess(name, args, env, logFile) {
   child.stdout.pipe(log, { end: false });
   child.stderr.pipe(log, { end: false });
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  // If the bench dies without its clean-up (an uncaught error, a closed pipe on `| head`), its
+  // servers must not live on: 'exit' handlers run even then, and only synchronous work counts.
+  const killOnExit = () => child.kill('SIGTERM');
+  process.once('exit', killOnExit);
+  child.once('exit', () => process.off('exit', killOnExit));
   return {
     name,
     child,

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { md5, randomFile } from './helpers/client';
 import { ProcessFixture } from './helpers/process';
 import { S3_SKIP, s3Env } from './helpers/s3';
-import { statusOf, tusRequest, tusUpload, uploadIdOf } from './helpers/tus';
+import { eventually } from './helpers/timing';
+import { openStalledPatch, startRaw, statusOf, tusRequest, tusUpload } from './helpers/tus';
 import { verifyDownload } from './helpers/upload';
 
 const MiB = 1024 * 1024;
@@ -17,24 +18,19 @@ describe('tus: the server SIGKILLed in the middle of a one-PATCH upload', () => 
       const node = await fixture.instance({ MAX_CHUNK_SIZE: String(4 * MiB), UPLOAD_LOCK_TTL: '3', ...(storage === 's3' ? s3Env() : {}) });
       const alice = await node.admin.newUser();
       const bytes = randomFile(24 * MiB + 321);
-
-      let killing: Promise<void> | undefined;
-      const first = await tusUpload(alice, bytes, {
-        metadata: { filename: `crash-${storage}.bin`, md5: md5(bytes) },
-        onProgress: (sent) => {
-          if (sent > 14 * MiB && !killing) killing = node.kill();
-        },
-      });
-      await killing;
-      assert.ok(first.error, 'the upload was cut off by the kill');
-      const url = first.url!;
-      const id = uploadIdOf(url);
+      const id = await startRaw(alice, bytes.length, `crash-${storage}.bin`);
+      const url = `${node.url}/tus/${id}`;
+      // One PATCH for the whole file, killed once two 4 MiB segments are committed and more is on its way.
+      const patching = await openStalledPatch(alice, url, 0, bytes.length, bytes.subarray(0, 10 * MiB));
+      await eventually(async () => assert.ok((await alice.getUpload(id)).offset >= 8 * MiB), 20_000);
+      await node.kill();
+      patching.destroy();
 
       await node.restart();
       const head = await tusRequest(`${node.url}/tus/${id}`, 'HEAD', { token: alice.token });
       assert.equal(head.status, 200);
       const offset = Number(head.headers.get('upload-offset'));
-      assert.ok(offset > 0 && offset < bytes.length, `some segments were committed before the kill (offset ${offset})`);
+      assert.ok(offset >= 8 * MiB && offset <= 10 * MiB && offset % (4 * MiB) === 0, `whole committed segments, no more (offset ${offset})`);
 
       // An unmodified client resumes from the URL it was given; it retries while the dead
       // process's lease runs out (423).

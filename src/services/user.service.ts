@@ -1,11 +1,14 @@
-import { UniqueConstraintViolationException, type MikroORM } from '@mikro-orm/core';
+import { UniqueConstraintViolationException, type FilterQuery, type MikroORM } from '@mikro-orm/core';
 import { User } from '../entities';
 import { Errors } from '../errors';
 import type { LoginThrottleService } from './login-throttle.service';
 import { hashPassword, verifyPassword } from './passwords';
 import { escapeLike, isUuid } from './validation';
 
+const MAX_USERNAME_LENGTH = 64;
 const USERNAME = /^[\p{L}\p{N}._@-]{1,64}$/u;
+/** The most users `users` returns at once. */
+const MAX_USERS_PAGE = 200;
 const MIN_PASSWORD_LENGTH = 8;
 const MAX_PASSWORD_LENGTH = 1024;
 
@@ -18,6 +21,31 @@ export class UserService {
   /** Everyone, oldest first (the first admin at the top). */
   async list(): Promise<User[]> {
     return this.orm.em.fork().find(User, {}, { orderBy: { createdAt: 'asc', id: 'asc' } });
+  }
+
+  /**
+   * A page of users for admins, oldest first: `first` after the user whose id is `after`,
+   * those whose username contains `search` (any case), and how many match in all.
+   */
+  async page(query: { first: number; after?: string | null; search?: string | null }): Promise<{ users: User[]; hasNextPage: boolean; totalCount: number }> {
+    if (!Number.isInteger(query.first) || query.first < 0 || query.first > MAX_USERS_PAGE) {
+      throw Errors.badInput(`first must be between 0 and ${MAX_USERS_PAGE}.`);
+    }
+    const search = query.search?.trim() ?? '';
+    if (search.length > MAX_USERNAME_LENGTH) throw Errors.badInput(`search is longer than a username can be (${MAX_USERNAME_LENGTH}).`);
+    const em = this.orm.em.fork();
+    const matching: FilterQuery<User> = search ? { username: { $ilike: `%${escapeLike(search)}%` } } : {};
+    const where: FilterQuery<User> = { ...matching };
+    if (query.after != null) {
+      const cursor = isUuid(query.after) ? await em.findOne(User, { id: query.after }) : null;
+      if (!cursor) throw Errors.badInput('after is not a cursor this API gave out.');
+      where.$or = [{ createdAt: { $gt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { $gt: cursor.id } }];
+    }
+    const [rows, totalCount] = await Promise.all([
+      em.find(User, where, { orderBy: { createdAt: 'asc', id: 'asc' }, limit: query.first + 1 }),
+      em.count(User, matching),
+    ]);
+    return { users: rows.slice(0, query.first), hasNextPage: rows.length > query.first, totalCount };
   }
 
   async findById(id: string): Promise<User | null> {

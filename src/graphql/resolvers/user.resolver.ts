@@ -1,6 +1,7 @@
-import { Arg, Authorized, Ctx, Mutation, Resolver } from 'type-graphql';
+import { Arg, Authorized, Ctx, Int, Mutation, Query, Resolver } from 'type-graphql';
 import { ADMIN } from '../auth-checker';
 import { requireUser, type RequestContext } from '../context';
+import { UserConnection } from '../types/user-connection.type';
 import { UserType } from '../types/user.type';
 
 @Resolver()
@@ -10,6 +11,19 @@ export class UserResolver {
     requireUser(ctx);
     const user = await ctx.services.users.findById(reference.id);
     return user && UserType.from(user);
+  }
+
+  @Authorized(ADMIN)
+  @Query(() => UserConnection, { description: 'Admins only. Everyone, oldest first; `search`: a part of the username, any case.' })
+  async users(
+    @Arg('first', () => Int, { nullable: true, defaultValue: 50, description: 'At most 200.' }) first: number | null,
+    @Arg('after', () => String, { nullable: true }) after: string | null,
+    @Arg('search', () => String, { nullable: true }) search: string | null,
+    @Ctx() ctx: RequestContext,
+  ): Promise<UserConnection> {
+    const page = await ctx.services.users.page({ first: first ?? 50, after, search });
+    const edges = page.users.map((user) => ({ node: UserType.from(user), cursor: user.id }));
+    return { edges, pageInfo: { hasNextPage: page.hasNextPage, endCursor: edges.at(-1)?.cursor ?? null }, totalCount: page.totalCount };
   }
 
   @Authorized(ADMIN)

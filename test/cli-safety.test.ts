@@ -46,19 +46,8 @@ const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 describe(`command-line and start-up safety (${databaseKind})`, () => {
   const fixture = new ProcessFixture();
 
-  async function freshEnv(extra: Record<string, string> = {}): Promise<Record<string, string>> {
-    const database = await fixture.database();
-    return {
-      NODE_ENV: 'test',
-      DATA_DIR: await fixture.tempDir('cli-safety'),
-      CHUNK_FSYNC: 'false',
-      CLEANUP_INTERVAL: '0',
-      ADMIN_USERNAME: ADMIN.username,
-      ADMIN_PASSWORD: ADMIN.password,
-      ...(database.url ? { DATABASE_URL: database.url } : {}),
-      ...extra,
-    };
-  }
+  const freshEnv = (extra: Record<string, string> = {}) =>
+    fixture.freshEnv('cli-safety', { ADMIN_USERNAME: ADMIN.username, ADMIN_PASSWORD: ADMIN.password, ...extra });
   const databaseLine = (env: Record<string, string>) => `using ${describeDatabase({ databaseUrl: env.DATABASE_URL, dataDir: env.DATA_DIR })}`;
 
   /**

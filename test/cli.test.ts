@@ -20,17 +20,7 @@ import { sendChunks } from './helpers/upload';
 
 describe(`command-line tool (${databaseKind})`, () => {
   const fixture = new ProcessFixture();
-  /** A fresh DATA_DIR and database, as a user's environment would name them. */
-  async function freshEnv(): Promise<Record<string, string>> {
-    const database = await fixture.database();
-    return {
-      NODE_ENV: 'test',
-      DATA_DIR: await fixture.tempDir('upload-cli-test'),
-      CHUNK_FSYNC: 'false',
-      CLEANUP_INTERVAL: '0',
-      ...(database.url ? { DATABASE_URL: database.url } : {}),
-    };
-  }
+  const freshEnv = () => fixture.freshEnv('upload-cli-test');
   /** Runs the server in this process over `env` until `work` is done. */
   async function withServer(env: Record<string, string>, work: (client: GraphQLClient) => Promise<void>): Promise<void> {
     const app = await createApp(loadConfig({ ...env, LOG_LEVEL: 'silent' }), pino({ level: 'silent' }));

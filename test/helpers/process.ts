@@ -180,6 +180,22 @@ export class ProcessFixture {
     return database;
   }
 
+  /**
+   * The environment a user would give a CLI command or a server process: a fresh DATA_DIR and
+   * database, fsync and cleanup off, then `extra`.
+   */
+  async freshEnv(prefix: string, extra: Record<string, string> = {}): Promise<Record<string, string>> {
+    const database = await this.database();
+    return {
+      NODE_ENV: 'test',
+      DATA_DIR: await this.tempDir(prefix),
+      CHUNK_FSYNC: 'false',
+      CLEANUP_INTERVAL: '0',
+      ...(database.url ? { DATABASE_URL: database.url } : {}),
+      ...extra,
+    };
+  }
+
   /** A server process on its own fresh database and on `dataDir` (default: a fresh one), stopped afterwards. */
   async instance(env: Record<string, string>, dataDir?: string, database?: TestDatabase): Promise<ServerInstance> {
     const dir = dataDir ?? (await this.tempDir('server'));

@@ -15,6 +15,7 @@ import pg from 'pg';
 import { BaselineApi, GraphQLApi, HttpClient } from './lib/http-client.mjs';
 import { cpuSeconds, freePort, machineCpu, memory, startProcess, waitHealthy } from './lib/processes.mjs';
 import { generateSource, rangeKey } from './lib/source.mjs';
+import { sdkVsCurl } from './lib/sdk-vs-curl.mjs';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -511,6 +512,10 @@ class Bench {
     const concurrent = await this.concurrent();
     const completeUpload = await this.completeLatency();
     const smallChunks = await this.smallChunks();
+    const sdk = await sdkVsCurl(this, progress).catch((err) => {
+      this.failures.push({ target: 'sdk-vs-curl', label: 'sdk-vs-curl', size: 0, chunkSize: 0, error: err.message });
+      return { error: err.message };
+    });
     const resources = await this.resources();
     const clientCpu = process.cpuUsage(clientCpu0);
     resources.client = { cpuSecondsTotal: round((clientCpu.user + clientCpu.system) / 1e6, 2) };
@@ -527,7 +532,7 @@ class Bench {
       busyShare: round((machine1.busySeconds - machine0.busySeconds) / (machine1.totalSeconds - machine0.totalSeconds), 3),
       otherProcessesCpuSeconds: round(machine1.busySeconds - machine0.busySeconds - ours, 1),
     };
-    return { sequential, concurrent, completeUpload, smallChunks, resources };
+    return { sequential, concurrent, completeUpload, smallChunks, sdkVsCurl: sdk, resources };
   }
 }
 

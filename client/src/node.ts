@@ -6,6 +6,7 @@ import { createMD5 } from 'hash-wasm';
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, realpath, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { postMultipart } from './node-http.js';
 import type { ChunkSource } from './source.js';
 import { MemoryResumeStore, type ResumeRecord, type ResumeStore } from './store.js';
 import { BaseUploadClient, type ClientOptions, type Platform } from './upload-client.js';
@@ -24,6 +25,7 @@ export const nodePlatform: Platform = {
   createMD5,
   defaultStore: () => processStore,
   openPath: fileSource,
+  postMultipart,
 };
 
 export class UploadClient extends BaseUploadClient {

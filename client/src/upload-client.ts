@@ -24,7 +24,7 @@ import {
 } from './generated/graphql.js';
 import { blobSource, isChunkSource, type ChunkSource } from './source.js';
 import { MemoryResumeStore, type ResumeStore } from './store.js';
-import { GraphQLTransport, type TransportOptions } from './transport.js';
+import { GraphQLTransport, type MultipartPoster, type TransportOptions } from './transport.js';
 
 export type FileInfo = FileInfoFragment;
 export type UploadState = UploadStateFragment;
@@ -47,6 +47,8 @@ export interface Platform {
   defaultStore(): ResumeStore;
   /** Node only: a file on disk as a ChunkSource. */
   openPath?(path: string): Promise<ChunkSource>;
+  /** Node only: sends a chunk so that its bytes can be followed as they go (fetch cannot tell). */
+  postMultipart?: MultipartPoster;
 }
 
 export interface RetryOptions {
@@ -72,6 +74,13 @@ export interface UploadProgress {
   totalBytes: number;
   /** Bytes the server has durably stored (its offset). */
   bytesUploaded: number;
+  /**
+   * For a progress bar: the server's offset plus the bytes of the chunk in flight that have gone
+   * out on the connection (in Node; a browser's fetch cannot tell, so there it moves per chunk).
+   * Never lower than an earlier report for the same uploadId: a chunk sent again after a failure
+   * is not counted twice. Reaches totalBytes when the upload is done.
+   */
+  bytesTransferred: number;
   /** Chunk bytes this call sent and the server accepted; less than totalBytes after a resume. */
   bytesSent: number;
   /** Bytes fed to the whole-file md5 so far. */
@@ -141,7 +150,7 @@ export class BaseUploadClient {
     options: ClientOptions,
     private readonly platform: Platform,
   ) {
-    this.transport = new GraphQLTransport(options);
+    this.transport = new GraphQLTransport(options, platform.postMultipart);
     this.store = options.store ?? platform.defaultStore();
     this.retry = { retries: 8, minDelayMs: 500, maxDelayMs: 20_000, ...options.retry };
   }
@@ -236,6 +245,7 @@ export class BaseUploadClient {
           phase: 'starting',
           totalBytes: source.size,
           bytesUploaded: 0,
+          bytesTransferred: 0,
           bytesSent: 0,
           bytesHashed: 0,
           resumedFrom: 0,
@@ -286,6 +296,8 @@ export class BaseUploadClient {
       Object.assign(progress, patch);
       options.onProgress?.({ ...progress });
     };
+    /** The bar moves to `position` unless it is already past it (a chunk being sent again). */
+    const reach = (position: number) => Math.max(progress.bytesTransferred, position);
 
     let upload = fresh ? undefined : await this.findResumable(source, slot, options);
     if (!upload) {
@@ -304,7 +316,9 @@ export class BaseUploadClient {
     }
     const uploadId = upload.id;
     const resumedFrom = upload.offset;
-    report({ uploadId, resumedFrom, bytesUploaded: upload.offset, bytesHashed: 0, phase: 'uploading' });
+    // A new upload after a StartOver is measured afresh: the bar is for this upload id.
+    if (progress.uploadId !== uploadId) progress.bytesTransferred = 0;
+    report({ uploadId, resumedFrom, bytesUploaded: upload.offset, bytesTransferred: reach(upload.offset), bytesHashed: 0, phase: 'uploading' });
 
     const chunkSize = Math.max(1, Math.min(Math.floor(options.chunkSize ?? DEFAULT_CHUNK_SIZE), upload.maxChunkSize));
     const hasher = await this.platform.createMD5();
@@ -358,13 +372,16 @@ export class BaseUploadClient {
             UploadChunkDocument,
             { uploadId, offset, chunk: null, chunkMd5 },
             'chunk',
-            new Blob([bytes as Uint8Array<ArrayBuffer>]),
+            bytes,
             signal,
+            (written) => {
+              if (offset + written > progress.bytesTransferred) report({ bytesTransferred: offset + written });
+            },
           );
           offset = uploadChunk.offset;
           failures = 0;
           mismatches = 0;
-          report({ bytesSent: progress.bytesSent + bytes.length, bytesUploaded: offset });
+          report({ bytesSent: progress.bytesSent + bytes.length, bytesUploaded: offset, bytesTransferred: reach(offset) });
         } catch (err) {
           if (signal?.aborted) throw abortReason(signal);
           if (isAbortError(err) || !(err instanceof UploadError)) throw err;
@@ -373,7 +390,7 @@ export class BaseUploadClient {
             if (++mismatches > 10) throw err;
             if (err.extensions.expectedOffset > offset) foreignBytes = true;
             offset = err.extensions.expectedOffset;
-            report({ bytesUploaded: offset });
+            report({ bytesUploaded: offset, bytesTransferred: reach(offset) });
             continue;
           }
           if (err.transient || err.code === 'CHECKSUM_MISMATCH') {
@@ -382,7 +399,7 @@ export class BaseUploadClient {
             const state = await this.withRetry(() => this.uploadState(uploadId, signal), options);
             if (!state) throw await this.startOver(uploadId, slot, fresh, err);
             offset = state.offset;
-            report({ bytesUploaded: offset });
+            report({ bytesUploaded: offset, bytesTransferred: reach(offset) });
             continue;
           }
           if (err.code === 'UPLOAD_EXPIRED' || err.code === 'NOT_FOUND') throw await this.startOver(uploadId, slot, fresh, err);
@@ -400,7 +417,7 @@ export class BaseUploadClient {
           options,
         );
         await slot?.store.remove(slot.key);
-        report({ phase: 'done', bytesUploaded: size });
+        report({ phase: 'done', bytesUploaded: size, bytesTransferred: size });
         return { file, uploadId, md5, resumedFrom, bytesSent: progress.bytesSent };
       } catch (err) {
         if (!(err instanceof UploadError)) throw err;

@@ -123,6 +123,11 @@ export interface UploadResult {
 export type UploadInput = Blob | ChunkSource | string;
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+const HASH_SLICE = 1024 * 1024;
+
+/** Lets pending I/O callbacks run: setImmediate in Node, a timer in a browser. */
+const yieldToIo = () =>
+  new Promise<void>((resolve) => ((globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate ?? setTimeout)(resolve));
 
 interface ResumeSlot {
   store: ResumeStore;
@@ -342,29 +347,59 @@ export class BaseUploadClient {
       }
     };
 
+    /** A chunk read, in the md5, with its own md5: ready to send. */
+    interface Prepared {
+      start: number;
+      bytes: Uint8Array;
+      chunkMd5: string | null;
+    }
+    const prepare = async (start: number): Promise<Prepared> => {
+      await catchUp(start);
+      const end = Math.min(start + chunkSize, size);
+      const bytes = await source.read(start, end);
+      if (bytes.length !== end - start) {
+        throw new UploadError('CLIENT_ERROR', `${source.name} changed while uploading: expected ${end - start} bytes at ${start}, read ${bytes.length}.`);
+      }
+      // A resent chunk (after a failure or an OFFSET_MISMATCH that moved back) is already in the md5.
+      // Hashed a slice at a time, so a chunk on its way meanwhile keeps being written out.
+      for (let from = Math.max(hashed, start); from < end; from = hashed) {
+        hashed = Math.min(from + HASH_SLICE, end);
+        hasher.update(bytes.subarray(from - start, hashed - start));
+        if (hashed < end) await yieldToIo();
+      }
+      let chunkMd5: string | null = null;
+      if (chunkHasher) {
+        chunkHasher.init();
+        chunkHasher.update(bytes);
+        chunkMd5 = chunkHasher.digest('hex');
+      }
+      return { start, bytes, chunkMd5 };
+    };
+
     let offset = upload.offset;
     let failures = 0;
     let mismatches = 0;
     let completions = 0;
+    /**
+     * The next chunk, read and hashed while the one before it is on its way (the md5s cost about as
+     * much as sending). Always awaited before the hashers are touched again; its failure is
+     * reported only if the chunk is used (it is read again then).
+     */
+    let ahead: Promise<Prepared> | undefined;
+    const takeAhead = async (): Promise<Prepared | undefined> => {
+      const pending = ahead;
+      ahead = undefined;
+      return pending?.catch(() => undefined);
+    };
     for (;;) {
       while (offset < size) {
         throwIfAborted(signal);
-        await catchUp(offset);
-        const end = Math.min(offset + chunkSize, size);
-        const bytes = await source.read(offset, end);
-        if (bytes.length !== end - offset) {
-          throw new UploadError('CLIENT_ERROR', `${source.name} changed while uploading: expected ${end - offset} bytes at ${offset}, read ${bytes.length}.`);
-        }
-        // A resent chunk (after a failure or an OFFSET_MISMATCH that moved back) is already in the md5.
-        if (hashed < end) {
-          hasher.update(hashed === offset ? bytes : bytes.subarray(hashed - offset));
-          hashed = end;
-        }
-        let chunkMd5: string | null = null;
-        if (chunkHasher) {
-          chunkHasher.init();
-          chunkHasher.update(bytes);
-          chunkMd5 = chunkHasher.digest('hex');
+        const ready = await takeAhead();
+        const { bytes, chunkMd5 } = ready?.start === offset ? ready : await prepare(offset);
+        const end = offset + bytes.length;
+        if (end < size) {
+          ahead = prepare(end);
+          ahead.catch(() => {});
         }
         report({ phase: 'uploading', bytesHashed: hashed });
         try {
@@ -407,6 +442,7 @@ export class BaseUploadClient {
         }
       }
 
+      await takeAhead();
       await catchUp(size);
       const state = hasher.save();
       const md5 = hasher.digest('hex');

@@ -32,13 +32,13 @@ export type UserInfo = UserInfoFragment;
 export type FilesPage = FilesQuery['files'];
 export type MyUpload = MyUploadsQuery['myUploads'][number];
 
-/** hash-wasm's IHasher, as far as the SDK uses it (an md5 whose state can be saved). */
+/** An md5 whose state can be saved and restored: hash-wasm's IHasher, or node:crypto's Hash and its copy(). */
 export interface Md5Hasher {
   init(): unknown;
   update(data: Uint8Array): unknown;
   digest(outputType: 'hex'): string;
-  save(): Uint8Array;
-  load(state: Uint8Array): unknown;
+  save(): unknown;
+  load(state: unknown): unknown;
 }
 
 /** What differs between the browser and Node builds. */

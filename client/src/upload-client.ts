@@ -77,8 +77,9 @@ export interface UploadProgress {
   /**
    * For a progress bar: the server's offset plus the bytes of the chunk in flight that have gone
    * out on the connection (in Node; a browser's fetch cannot tell, so there it moves per chunk).
-   * Never lower than an earlier report for the same uploadId: a chunk sent again after a failure
-   * is not counted twice. Reaches totalBytes when the upload is done.
+   * Within one upload() call, never lower than an earlier report for the same uploadId: a chunk
+   * sent again after a failure is not counted twice. A later call starts at the server's offset.
+   * Reaches totalBytes when the upload is done.
    */
   bytesTransferred: number;
   /** Chunk bytes this call sent and the server accepted; less than totalBytes after a resume. */

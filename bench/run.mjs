@@ -19,6 +19,7 @@ import { BaselineApi, GraphQLApi, HttpClient, TusApi } from './lib/http-client.m
 import { cpuSeconds, freePort, machineCpu, memory, startProcess, waitHealthy } from './lib/processes.mjs';
 import { GiB, KiB, MiB, TARGETS, report, requestLabel, sizeLabel } from './lib/report.mjs';
 import { generateSource, rangeKey } from './lib/source.mjs';
+import { sdkVsCurl } from './lib/sdk-vs-curl.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SERVER_MAIN = path.join(ROOT, 'dist/src/main.js');
@@ -499,6 +500,10 @@ class Bench {
     const concurrent = await this.concurrent();
     const completeUpload = await this.completeLatency();
     const smallChunks = await this.smallChunks();
+    const sdk = await sdkVsCurl(this, progress).catch((err) => {
+      this.failures.push({ target: 'sdk-vs-curl', label: 'sdk-vs-curl', size: 0, chunkSize: 0, error: err.message });
+      return { error: err.message };
+    });
     const resources = await this.resources();
     const clientCpu = process.cpuUsage(clientCpu0);
     resources.client = { cpuSecondsTotal: round((clientCpu.user + clientCpu.system) / 1e6, 2) };
@@ -516,7 +521,7 @@ class Bench {
       busyShare: round((machine1.busySeconds - machine0.busySeconds) / (machine1.totalSeconds - machine0.totalSeconds), 3),
       otherProcessesCpuSeconds: round(machine1.busySeconds - machine0.busySeconds - ours, 1),
     };
-    return { sequential, concurrent, completeUpload, smallChunks, resources };
+    return { sequential, concurrent, completeUpload, smallChunks, sdkVsCurl: sdk, resources };
   }
 }
 

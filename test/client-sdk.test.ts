@@ -1,16 +1,74 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { JsonFileResumeStore, UploadClient, UploadError, type FetchLike, type UploadInput, type UploadOptions, type UploadProgress } from '../client/src/node';
+import { runCli, show, UPLOAD_CLI } from './helpers/cli';
 import { md5, randomFile } from './helpers/client';
 import { ADMIN, startServer, type TestServer } from './helpers/server';
 import { sendChunks } from './helpers/upload';
 
 const KiB = 1024;
+const MiB = 1024 * KiB;
 /** Quick retries: the tests provoke failures on purpose. */
 const retry = { retries: 5, minDelayMs: 5, maxDelayMs: 50 };
+
+/**
+ * A TCP proxy in front of `target` that breaks every connection through it once, the first
+ * time more than `cutAfter` bytes in all have gone up from clients: a connection lost mid-chunk.
+ */
+async function cuttingProxy(target: string, cutAfter: number): Promise<{ url: string; cut: () => boolean; close: () => Promise<void> }> {
+  const { hostname, port } = new URL(target);
+  let upstreamBytes = 0;
+  let cut = false;
+  const sockets = new Set<net.Socket>();
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(Number(port), hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.on('data', (data: Buffer) => {
+      upstreamBytes += data.length;
+      if (!cut && upstreamBytes > cutAfter) {
+        cut = true;
+        for (const socket of sockets) socket.destroy();
+        return;
+      }
+      if (!upstream.write(data)) {
+        client.pause();
+        upstream.once('drain', () => client.resume());
+      }
+    });
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`,
+    cut: () => cut,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => proxy.close(() => resolve()));
+    },
+  };
+}
+
+/** Every report's bytesTransferred is at least the one before. */
+function assertMonotone(events: UploadProgress[]): void {
+  for (let i = 1; i < events.length; i++) {
+    assert.ok(
+      events[i].bytesTransferred >= events[i - 1].bytesTransferred,
+      `progress went back from ${events[i - 1].bytesTransferred} to ${events[i].bytesTransferred} (report ${i}: ${JSON.stringify(events[i])})`,
+    );
+  }
+}
 
 describe('client SDK (Node)', () => {
   let server: TestServer;
@@ -148,6 +206,82 @@ describe('client SDK (Node)', () => {
     assert.notEqual(result.uploadId, uploadId, 'the md5 at completion exposed the foreign bytes');
     assert.equal(result.file.md5, md5(second));
     assert.equal((await c.uploadState(uploadId))?.status, 'ABORTED', 'the wrong upload was given up');
+  });
+
+  test('progress moves while a chunk is sent, never backwards, and ends at the total', async () => {
+    const bytes = randomFile(20 * MiB + 5);
+    const file = path.join(dir, 'progress.bin');
+    await writeFile(file, bytes);
+    const c = await client();
+    const events: UploadProgress[] = [];
+    const result = await c.upload(file, { chunkSize: 8 * MiB, fingerprint: null, onProgress: (p) => events.push(p) });
+
+    // The first chunk, before the server answered: its bytes are counted as they go out.
+    const duringFirstChunk = events.filter((p) => p.bytesUploaded === 0 && p.bytesTransferred > 0);
+    assert.ok(duringFirstChunk.length > 1, `${duringFirstChunk.length} reports while the first 8 MiB chunk was on its way`);
+    assert.ok(duringFirstChunk.every((p) => p.bytesTransferred <= 8 * MiB));
+    assertMonotone(events);
+    const last = events.at(-1)!;
+    assert.equal(last.phase, 'done');
+    assert.equal(last.bytesTransferred, bytes.length);
+    assert.equal(last.totalBytes, bytes.length);
+    assert.equal(result.file.md5, md5(bytes));
+    assert.deepEqual(await downloaded(c, result.file), bytes);
+  });
+
+  test('a connection lost mid-chunk: the chunk is sent again and progress never goes back', async () => {
+    const bytes = randomFile(16 * MiB + 5);
+    // Cut 4 MiB into the second 8 MiB chunk (the login and startUpload are a few hundred bytes).
+    const proxy = await cuttingProxy(server.url, 12 * MiB);
+    try {
+      // The server may hold the upload's lease a moment after the broken request (UPLOAD_LOCKED).
+      const c = await client({ url: proxy.url, retry: { ...retry, retries: 10 } });
+      const events: UploadProgress[] = [];
+      let beforeFailure: UploadProgress | undefined;
+      const retries: string[] = [];
+      const result = await c.upload(new Blob([bytes]), {
+        filename: 'cut.bin',
+        chunkSize: 8 * MiB,
+        onProgress: (p) => events.push(p),
+        onRetry: (err) => {
+          retries.push(err.code);
+          beforeFailure ??= events.at(-1);
+        },
+      });
+      assert.ok(proxy.cut(), 'the connection was broken');
+      assert.equal(retries[0], 'NETWORK_ERROR');
+      assert.ok(retries.every((code) => code === 'NETWORK_ERROR' || code === 'UPLOAD_LOCKED'), retries.join(', '));
+      // Bytes of the lost chunk were reported before it failed, so a resend that started the
+      // count again at the server's offset would have gone backwards.
+      assert.ok(beforeFailure, 'progress was reported before the failure');
+      assert.equal(beforeFailure.bytesUploaded, 8 * MiB);
+      assert.ok(beforeFailure.bytesTransferred > 9 * MiB, `in flight at the failure: ${beforeFailure.bytesTransferred}`);
+      assertMonotone(events);
+      assert.equal(events.at(-1)!.bytesTransferred, bytes.length);
+      assert.equal(result.bytesSent, bytes.length, 'the lost chunk counts once, as accepted');
+      assert.equal(result.file.md5, md5(bytes));
+      assert.deepEqual(await downloaded(c, result.file), bytes);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('the command line\'s progress bar moves during a chunk (one line per 10% when stderr is not a terminal)', async () => {
+    const bytes = randomFile(24 * MiB);
+    const file = path.join(dir, 'cli-progress.bin');
+    await writeFile(file, bytes);
+    const run = await runCli(
+      ['--url', server.url, '--username', ADMIN.username, '--password', ADMIN.password, '--chunk-size', '8M', '--no-resume', file],
+      { XDG_STATE_HOME: path.join(dir, 'cli-state') },
+      { script: UPLOAD_CLI },
+    );
+    assert.equal(run.code, 0, show(run));
+    assert.equal(JSON.parse(run.stdout).md5, md5(bytes));
+    const percents = [...run.stderr.matchAll(/\] +(\d+)% /g)].map((m) => Number(m[1]));
+    // Chunks end at 33%, 66% and 100%; lines in between come from bytes still on their way.
+    assert.ok(percents.some((p) => p > 0 && p < 33), `percentages shown: ${percents.join(', ')}\n${run.stderr}`);
+    assert.deepEqual(percents, [...percents].sort((a, b) => a - b), 'never backwards');
+    assert.equal(percents.at(-1), 100);
   });
 
   test('errors that are not transient reach the caller with their API code', async () => {

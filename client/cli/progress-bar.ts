@@ -34,7 +34,7 @@ export class ProgressBar {
       this.drawn = true;
       return;
     }
-    const fraction = p.phase === 'hashing' ? p.bytesHashed : p.bytesUploaded;
+    const fraction = p.phase === 'hashing' ? p.bytesHashed : p.bytesTransferred;
     const step = p.totalBytes === 0 ? 10 : Math.floor((fraction / p.totalBytes) * 10);
     if (step === this.lastStep && p.phase === this.lastPhase) return;
     this.lastStep = step;
@@ -50,18 +50,19 @@ export class ProgressBar {
   }
 
   private render(p: UploadProgress, columns: number): string {
-    const done = p.phase === 'hashing' ? p.bytesHashed : p.bytesUploaded;
+    // bytesTransferred moves while a chunk is on its way, and never backwards.
+    const done = p.phase === 'hashing' ? p.bytesHashed : p.bytesTransferred;
     const ratio = p.totalBytes === 0 ? 1 : Math.min(1, done / p.totalBytes);
     const percent = `${Math.floor(ratio * 100)}%`.padStart(4);
     const elapsed = (Date.now() - this.started) / 1000;
-    const rate = elapsed > 0 ? p.bytesSent / elapsed : 0;
-    const remaining = rate > 0 ? (p.totalBytes - p.bytesUploaded) / rate : Number.POSITIVE_INFINITY;
+    const rate = elapsed > 0 ? Math.max(0, p.bytesTransferred - p.resumedFrom) / elapsed : 0;
+    const remaining = rate > 0 ? (p.totalBytes - p.bytesTransferred) / rate : Number.POSITIVE_INFINITY;
     const detail =
       p.phase === 'hashing'
         ? `checking ${formatBytes(done)} already on the server`
         : p.phase === 'completing' || p.phase === 'done'
           ? `${formatBytes(p.totalBytes)} ${p.phase === 'done' ? 'done' : 'completing…'}`
-          : `${formatBytes(p.bytesUploaded)}/${formatBytes(p.totalBytes)} ${formatBytes(rate)}/s ETA ${formatDuration(remaining)}`;
+          : `${formatBytes(p.bytesTransferred)}/${formatBytes(p.totalBytes)} ${formatBytes(rate)}/s ETA ${formatDuration(remaining)}`;
     const name = this.label.length > 24 ? `${this.label.slice(0, 23)}…` : this.label;
     const barWidth = Math.max(10, Math.min(40, columns - name.length - detail.length - 12));
     const filled = Math.round(ratio * barWidth);

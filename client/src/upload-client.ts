@@ -24,7 +24,7 @@ import {
 } from './generated/graphql.js';
 import { blobSource, isChunkSource, type ChunkSource } from './source.js';
 import { MemoryResumeStore, type ResumeStore } from './store.js';
-import { GraphQLTransport, type TransportOptions } from './transport.js';
+import { GraphQLTransport, type MultipartPoster, type TransportOptions } from './transport.js';
 
 export type FileInfo = FileInfoFragment;
 export type UploadState = UploadStateFragment;
@@ -32,13 +32,13 @@ export type UserInfo = UserInfoFragment;
 export type FilesPage = FilesQuery['files'];
 export type MyUpload = MyUploadsQuery['myUploads'][number];
 
-/** hash-wasm's IHasher, as far as the SDK uses it (an md5 whose state can be saved). */
+/** An md5 whose state can be saved and restored: hash-wasm's IHasher, or node:crypto's Hash and its copy(). */
 export interface Md5Hasher {
   init(): unknown;
   update(data: Uint8Array): unknown;
   digest(outputType: 'hex'): string;
-  save(): Uint8Array;
-  load(state: Uint8Array): unknown;
+  save(): unknown;
+  load(state: unknown): unknown;
 }
 
 /** What differs between the browser and Node builds. */
@@ -47,6 +47,8 @@ export interface Platform {
   defaultStore(): ResumeStore;
   /** Node only: a file on disk as a ChunkSource. */
   openPath?(path: string): Promise<ChunkSource>;
+  /** Node only: sends a chunk so that its bytes can be followed as they go (fetch cannot tell). */
+  postMultipart?: MultipartPoster;
 }
 
 export interface RetryOptions {
@@ -72,6 +74,14 @@ export interface UploadProgress {
   totalBytes: number;
   /** Bytes the server has durably stored (its offset). */
   bytesUploaded: number;
+  /**
+   * For a progress bar: the server's offset plus the bytes of the chunk in flight that have gone
+   * out on the connection (in Node; a browser's fetch cannot tell, so there it moves per chunk).
+   * Within one upload() call, never lower than an earlier report for the same uploadId: a chunk
+   * sent again after a failure is not counted twice. A later call starts at the server's offset.
+   * Reaches totalBytes when the upload is done.
+   */
+  bytesTransferred: number;
   /** Chunk bytes this call sent and the server accepted; less than totalBytes after a resume. */
   bytesSent: number;
   /** Bytes fed to the whole-file md5 so far. */
@@ -114,6 +124,11 @@ export interface UploadResult {
 export type UploadInput = Blob | ChunkSource | string;
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+const HASH_SLICE = 1024 * 1024;
+
+/** Lets pending I/O callbacks run: setImmediate in Node, a timer in a browser. */
+const yieldToIo = () =>
+  new Promise<void>((resolve) => ((globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate ?? setTimeout)(resolve));
 
 interface ResumeSlot {
   store: ResumeStore;
@@ -141,7 +156,7 @@ export class BaseUploadClient {
     options: ClientOptions,
     private readonly platform: Platform,
   ) {
-    this.transport = new GraphQLTransport(options);
+    this.transport = new GraphQLTransport(options, platform.postMultipart);
     this.store = options.store ?? platform.defaultStore();
     this.retry = { retries: 8, minDelayMs: 500, maxDelayMs: 20_000, ...options.retry };
   }
@@ -236,6 +251,7 @@ export class BaseUploadClient {
           phase: 'starting',
           totalBytes: source.size,
           bytesUploaded: 0,
+          bytesTransferred: 0,
           bytesSent: 0,
           bytesHashed: 0,
           resumedFrom: 0,
@@ -286,6 +302,8 @@ export class BaseUploadClient {
       Object.assign(progress, patch);
       options.onProgress?.({ ...progress });
     };
+    /** The bar moves to `position` unless it is already past it (a chunk being sent again). */
+    const reach = (position: number) => Math.max(progress.bytesTransferred, position);
 
     let upload = fresh ? undefined : await this.findResumable(source, slot, options);
     if (!upload) {
@@ -304,7 +322,9 @@ export class BaseUploadClient {
     }
     const uploadId = upload.id;
     const resumedFrom = upload.offset;
-    report({ uploadId, resumedFrom, bytesUploaded: upload.offset, bytesHashed: 0, phase: 'uploading' });
+    // A new upload after a StartOver is measured afresh: the bar is for this upload id.
+    if (progress.uploadId !== uploadId) progress.bytesTransferred = 0;
+    report({ uploadId, resumedFrom, bytesUploaded: upload.offset, bytesTransferred: reach(upload.offset), bytesHashed: 0, phase: 'uploading' });
 
     const chunkSize = Math.max(1, Math.min(Math.floor(options.chunkSize ?? DEFAULT_CHUNK_SIZE), upload.maxChunkSize));
     const hasher = await this.platform.createMD5();
@@ -328,29 +348,59 @@ export class BaseUploadClient {
       }
     };
 
+    /** A chunk read, in the md5, with its own md5: ready to send. */
+    interface Prepared {
+      start: number;
+      bytes: Uint8Array;
+      chunkMd5: string | null;
+    }
+    const prepare = async (start: number): Promise<Prepared> => {
+      await catchUp(start);
+      const end = Math.min(start + chunkSize, size);
+      const bytes = await source.read(start, end);
+      if (bytes.length !== end - start) {
+        throw new UploadError('CLIENT_ERROR', `${source.name} changed while uploading: expected ${end - start} bytes at ${start}, read ${bytes.length}.`);
+      }
+      // A resent chunk (after a failure or an OFFSET_MISMATCH that moved back) is already in the md5.
+      // Hashed a slice at a time, so a chunk on its way meanwhile keeps being written out.
+      for (let from = Math.max(hashed, start); from < end; from = hashed) {
+        hashed = Math.min(from + HASH_SLICE, end);
+        hasher.update(bytes.subarray(from - start, hashed - start));
+        if (hashed < end) await yieldToIo();
+      }
+      let chunkMd5: string | null = null;
+      if (chunkHasher) {
+        chunkHasher.init();
+        chunkHasher.update(bytes);
+        chunkMd5 = chunkHasher.digest('hex');
+      }
+      return { start, bytes, chunkMd5 };
+    };
+
     let offset = upload.offset;
     let failures = 0;
     let mismatches = 0;
     let completions = 0;
+    /**
+     * The next chunk, read and hashed while the one before it is on its way (the md5s cost about as
+     * much as sending). Always awaited before the hashers are touched again; its failure is
+     * reported only if the chunk is used (it is read again then).
+     */
+    let ahead: Promise<Prepared> | undefined;
+    const takeAhead = async (): Promise<Prepared | undefined> => {
+      const pending = ahead;
+      ahead = undefined;
+      return pending?.catch(() => undefined);
+    };
     for (;;) {
       while (offset < size) {
         throwIfAborted(signal);
-        await catchUp(offset);
-        const end = Math.min(offset + chunkSize, size);
-        const bytes = await source.read(offset, end);
-        if (bytes.length !== end - offset) {
-          throw new UploadError('CLIENT_ERROR', `${source.name} changed while uploading: expected ${end - offset} bytes at ${offset}, read ${bytes.length}.`);
-        }
-        // A resent chunk (after a failure or an OFFSET_MISMATCH that moved back) is already in the md5.
-        if (hashed < end) {
-          hasher.update(hashed === offset ? bytes : bytes.subarray(hashed - offset));
-          hashed = end;
-        }
-        let chunkMd5: string | null = null;
-        if (chunkHasher) {
-          chunkHasher.init();
-          chunkHasher.update(bytes);
-          chunkMd5 = chunkHasher.digest('hex');
+        const ready = await takeAhead();
+        const { bytes, chunkMd5 } = ready?.start === offset ? ready : await prepare(offset);
+        const end = offset + bytes.length;
+        if (end < size) {
+          ahead = prepare(end);
+          ahead.catch(() => {});
         }
         report({ phase: 'uploading', bytesHashed: hashed });
         try {
@@ -358,13 +408,16 @@ export class BaseUploadClient {
             UploadChunkDocument,
             { uploadId, offset, chunk: null, chunkMd5 },
             'chunk',
-            new Blob([bytes as Uint8Array<ArrayBuffer>]),
+            bytes,
             signal,
+            (written) => {
+              if (offset + written > progress.bytesTransferred) report({ bytesTransferred: offset + written });
+            },
           );
           offset = uploadChunk.offset;
           failures = 0;
           mismatches = 0;
-          report({ bytesSent: progress.bytesSent + bytes.length, bytesUploaded: offset });
+          report({ bytesSent: progress.bytesSent + bytes.length, bytesUploaded: offset, bytesTransferred: reach(offset) });
         } catch (err) {
           if (signal?.aborted) throw abortReason(signal);
           if (isAbortError(err) || !(err instanceof UploadError)) throw err;
@@ -373,7 +426,7 @@ export class BaseUploadClient {
             if (++mismatches > 10) throw err;
             if (err.extensions.expectedOffset > offset) foreignBytes = true;
             offset = err.extensions.expectedOffset;
-            report({ bytesUploaded: offset });
+            report({ bytesUploaded: offset, bytesTransferred: reach(offset) });
             continue;
           }
           if (err.transient || err.code === 'CHECKSUM_MISMATCH') {
@@ -382,7 +435,7 @@ export class BaseUploadClient {
             const state = await this.withRetry(() => this.uploadState(uploadId, signal), options);
             if (!state) throw await this.startOver(uploadId, slot, fresh, err);
             offset = state.offset;
-            report({ bytesUploaded: offset });
+            report({ bytesUploaded: offset, bytesTransferred: reach(offset) });
             continue;
           }
           if (err.code === 'UPLOAD_EXPIRED' || err.code === 'NOT_FOUND') throw await this.startOver(uploadId, slot, fresh, err);
@@ -390,6 +443,7 @@ export class BaseUploadClient {
         }
       }
 
+      await takeAhead();
       await catchUp(size);
       const state = hasher.save();
       const md5 = hasher.digest('hex');
@@ -400,7 +454,7 @@ export class BaseUploadClient {
           options,
         );
         await slot?.store.remove(slot.key);
-        report({ phase: 'done', bytesUploaded: size });
+        report({ phase: 'done', bytesUploaded: size, bytesTransferred: size });
         return { file, uploadId, md5, resumedFrom, bytesSent: progress.bytesSent };
       } catch (err) {
         if (!(err instanceof UploadError)) throw err;

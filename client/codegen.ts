@@ -14,7 +14,7 @@ const config: CodegenConfig = {
   silent: true,
   generates: {
     'client/src/generated/graphql.ts': {
-      plugins: ['typescript', 'typescript-operations', 'typed-document-node'],
+      plugins: ['typescript-operations', 'typed-document-node'],
       config: {
         documentMode: 'string',
         onlyOperationTypes: true,

@@ -1,34 +1,16 @@
-import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
-export type Maybe<T> = T | null;
-export type InputMaybe<T> = Maybe<T>;
-export type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
-export type MakeOptional<T, K extends keyof T> = Omit<T, K> & { [SubKey in K]?: Maybe<T[SubKey]> };
-export type MakeMaybe<T, K extends keyof T> = Omit<T, K> & { [SubKey in K]: Maybe<T[SubKey]> };
-export type MakeEmpty<T extends { [key: string]: unknown }, K extends keyof T> = { [_ in K]?: never };
+/** Internal type. DO NOT USE DIRECTLY. */
+type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
+/** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
-/** All built-in and custom scalars, mapped to their actual values */
-export type Scalars = {
-  ID: { input: string; output: string; }
-  String: { input: string; output: string; }
-  Boolean: { input: boolean; output: boolean; }
-  Int: { input: number; output: number; }
-  Float: { input: number; output: number; }
-  /** A date-time string at UTC, such as 2007-12-03T10:15:30Z, compliant with the `date-time` format outlined in section 5.6 of the RFC 3339 profile of the ISO 8601 standard for representation of dates and times using the Gregorian calendar. */
-  DateTime: { input: string; output: string; }
-  /** The `SafeInt` scalar type represents non-fractional signed whole numeric values that are considered safe as defined by the ECMAScript specification. */
-  SafeInt: { input: number; output: number; }
-  /** The `Upload` scalar type represents a file upload. */
-  Upload: { input: Blob | null; output: Blob | null; }
-};
-
+import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
 export type StartUploadInput = {
-  description?: InputMaybe<Scalars['String']['input']>;
+  description?: string | null | undefined;
   /** Path components and control characters are removed. */
-  filename: Scalars['String']['input'];
+  filename: string;
   /** Guessed from the file name when not given. */
-  mimeType?: InputMaybe<Scalars['String']['input']>;
+  mimeType?: string | null | undefined;
   /** The exact size of the whole file in bytes; 0 is an empty file. */
-  totalSize: Scalars['SafeInt']['input'];
+  totalSize: number;
 };
 
 export type UploadStatus =
@@ -37,100 +19,100 @@ export type UploadStatus =
   | 'EXPIRED'
   | 'UPLOADING';
 
-export type UploadStateFragment = { __typename?: 'ChunkedUpload', id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string };
+export type UploadStateFragment = { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string };
 
-export type FileInfoFragment = { __typename?: 'File', id: string, name: string, description: string, size: number, md5: string, mimeType?: string | null, uploadedAt: string, downloadUrl: string, author?: { __typename?: 'User', id: string, username: string } | null };
+export type FileInfoFragment = { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, author: { id: string, username: string } | null };
 
-export type UserInfoFragment = { __typename?: 'User', id: string, username: string, isAdmin: boolean };
+export type UserInfoFragment = { id: string, username: string, isAdmin: boolean };
 
 export type LoginMutationVariables = Exact<{
-  username: Scalars['String']['input'];
-  password: Scalars['String']['input'];
+  username: string;
+  password: string;
 }>;
 
 
-export type LoginMutation = { __typename?: 'Mutation', login: { __typename?: 'AuthPayload', token: string, user: { __typename?: 'User', id: string, username: string, isAdmin: boolean } } };
+export type LoginMutation = { login: { token: string, user: { id: string, username: string, isAdmin: boolean } } };
 
 export type MeQueryVariables = Exact<{ [key: string]: never; }>;
 
 
-export type MeQuery = { __typename?: 'Query', me?: { __typename?: 'User', id: string, username: string, isAdmin: boolean } | null };
+export type MeQuery = { me: { id: string, username: string, isAdmin: boolean } | null };
 
 export type StartUploadMutationVariables = Exact<{
   input: StartUploadInput;
 }>;
 
 
-export type StartUploadMutation = { __typename?: 'Mutation', startUpload: { __typename?: 'ChunkedUpload', id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } };
+export type StartUploadMutation = { startUpload: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } };
 
 export type UploadStateQueryVariables = Exact<{
-  id: Scalars['ID']['input'];
+  id: string | number;
 }>;
 
 
-export type UploadStateQuery = { __typename?: 'Query', upload?: { __typename?: 'ChunkedUpload', id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } | null };
+export type UploadStateQuery = { upload: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } | null };
 
 export type MyUploadsQueryVariables = Exact<{
-  status?: InputMaybe<UploadStatus>;
+  status?: UploadStatus | null | undefined;
 }>;
 
 
-export type MyUploadsQuery = { __typename?: 'Query', myUploads: Array<{ __typename?: 'ChunkedUpload', createdAt: string, id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string }> };
+export type MyUploadsQuery = { myUploads: Array<{ createdAt: string, id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string }> };
 
 export type UploadChunkMutationVariables = Exact<{
-  uploadId: Scalars['ID']['input'];
-  offset: Scalars['SafeInt']['input'];
-  chunk: Scalars['Upload']['input'];
-  chunkMd5?: InputMaybe<Scalars['String']['input']>;
+  uploadId: string | number;
+  offset: number;
+  chunk: Blob | null;
+  chunkMd5?: string | null | undefined;
 }>;
 
 
-export type UploadChunkMutation = { __typename?: 'Mutation', uploadChunk: { __typename?: 'ChunkedUpload', id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } };
+export type UploadChunkMutation = { uploadChunk: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } };
 
 export type CompleteUploadMutationVariables = Exact<{
-  uploadId: Scalars['ID']['input'];
-  md5: Scalars['String']['input'];
-  description?: InputMaybe<Scalars['String']['input']>;
+  uploadId: string | number;
+  md5: string;
+  description?: string | null | undefined;
 }>;
 
 
-export type CompleteUploadMutation = { __typename?: 'Mutation', completeUpload: { __typename?: 'File', id: string, name: string, description: string, size: number, md5: string, mimeType?: string | null, uploadedAt: string, downloadUrl: string, author?: { __typename?: 'User', id: string, username: string } | null } };
+export type CompleteUploadMutation = { completeUpload: { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, author: { id: string, username: string } | null } };
 
 export type AbortUploadMutationVariables = Exact<{
-  uploadId: Scalars['ID']['input'];
+  uploadId: string | number;
 }>;
 
 
-export type AbortUploadMutation = { __typename?: 'Mutation', abortUpload: { __typename?: 'ChunkedUpload', id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } };
+export type AbortUploadMutation = { abortUpload: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } };
 
 export type FilesQueryVariables = Exact<{
-  first: Scalars['Int']['input'];
-  after?: InputMaybe<Scalars['String']['input']>;
-  uploadedBefore?: InputMaybe<Scalars['DateTime']['input']>;
-  search?: InputMaybe<Scalars['String']['input']>;
+  first: number;
+  after?: string | null | undefined;
+  uploadedBefore?: string | null | undefined;
+  search?: string | null | undefined;
 }>;
 
 
-export type FilesQuery = { __typename?: 'Query', files: { __typename?: 'FileConnection', totalCount: number, edges: Array<{ __typename?: 'FileEdge', cursor: string, node: { __typename?: 'File', id: string, name: string, description: string, size: number, md5: string, mimeType?: string | null, uploadedAt: string, downloadUrl: string, author?: { __typename?: 'User', id: string, username: string } | null } }>, pageInfo: { __typename?: 'PageInfo', hasNextPage: boolean, endCursor?: string | null } } };
+export type FilesQuery = { files: { totalCount: number, edges: Array<{ cursor: string, node: { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, author: { id: string, username: string } | null } }>, pageInfo: { hasNextPage: boolean, endCursor: string | null } } };
 
 export type FileByIdQueryVariables = Exact<{
-  id: Scalars['ID']['input'];
+  id: string | number;
 }>;
 
 
-export type FileByIdQuery = { __typename?: 'Query', file?: { __typename?: 'File', id: string, name: string, description: string, size: number, md5: string, mimeType?: string | null, uploadedAt: string, downloadUrl: string, author?: { __typename?: 'User', id: string, username: string } | null } | null };
+export type FileByIdQuery = { file: { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, author: { id: string, username: string } | null } | null };
 
 export type DeleteFileMutationVariables = Exact<{
-  id: Scalars['ID']['input'];
+  id: string | number;
 }>;
 
 
-export type DeleteFileMutation = { __typename?: 'Mutation', deleteFile: boolean };
+export type DeleteFileMutation = { deleteFile: boolean };
 
 export type ServerLimitsQueryVariables = Exact<{ [key: string]: never; }>;
 
 
-export type ServerLimitsQuery = { __typename?: 'Query', serverLimits: { __typename?: 'ServerLimits', maxFileSize: number, maxChunkSize: number } };
+export type ServerLimitsQuery = { serverLimits: { maxFileSize: number, maxChunkSize: number } };
 
 export class TypedDocumentString<TResult, TVariables>
   extends String

@@ -28,5 +28,5 @@ export function createServices(orm: MikroORM, store: FileStore, md5: Md5Pool, co
   const leases = new LeaseRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds);
   const uploads = new UploadService(orm, leases, store, md5, files, config, log, GcPacer.create(config.gcPaceBytes, log));
   const cleanup = new CleanupService(orm, leases, store, throttle, log);
-  return { config, auth, files, uploads, users: new UserService(orm), cleanup };
+  return { config, auth, files, uploads, users: new UserService(orm, throttle), cleanup };
 }

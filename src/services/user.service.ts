@@ -1,6 +1,7 @@
 import { UniqueConstraintViolationException, type MikroORM } from '@mikro-orm/core';
 import { User } from '../entities';
 import { Errors } from '../errors';
+import type { LoginThrottleService } from './login-throttle.service';
 import { hashPassword, verifyPassword } from './passwords';
 import { isUuid } from './validation';
 
@@ -9,7 +10,10 @@ const MIN_PASSWORD_LENGTH = 8;
 const MAX_PASSWORD_LENGTH = 1024;
 
 export class UserService {
-  constructor(private readonly orm: MikroORM) {}
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly throttle: LoginThrottleService,
+  ) {}
 
   async findById(id: string): Promise<User | null> {
     return isUuid(id) ? this.orm.em.fork().findOne(User, { id }) : null;
@@ -26,19 +30,25 @@ export class UserService {
     try {
       await em.flush();
     } catch (err) {
-      // The case-insensitive unique index decides, so two concurrent creations cannot both win.
+      // The unique username_key (usernames.ts) decides, so two concurrent creations cannot both win.
       if (err instanceof UniqueConstraintViolationException) throw Errors.badInput(`The username "${username}" is taken.`);
       throw err;
     }
     return user;
   }
 
-  /** Changes the password and revokes every token issued before the change. */
-  async changePassword(user: User, oldPassword: string, newPassword: string): Promise<User> {
+  /**
+   * Changes the password and revokes every token issued before the change. The old password is
+   * guessed like a login's (a stolen token could try it over and over): the login throttle
+   * counts the attempt, for the same username and address, before it is checked.
+   */
+  async changePassword(user: User, oldPassword: string, newPassword: string, address: string): Promise<User> {
+    checkPasswordStrength(newPassword, 'newPassword');
+    const attempt = await this.throttle.reserve(user.usernameKey, address);
     const em = this.orm.em.fork();
     const current = await em.findOneOrFail(User, { id: user.id });
     if (!(await verifyPassword(oldPassword, current.passwordHash))) throw Errors.forbidden('The old password is wrong.');
-    checkPasswordStrength(newPassword, 'newPassword');
+    await this.throttle.succeeded(attempt);
     current.passwordHash = await hashPassword(newPassword);
     current.tokenVersion += 1;
     await em.flush();

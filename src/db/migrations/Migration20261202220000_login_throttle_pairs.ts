@@ -1,0 +1,18 @@
+import { Migration } from '@mikro-orm/migrations';
+
+/**
+ * The login throttle now counts consecutive failures per (username, address) pair and keeps a
+ * windowed budget per username; whether a key is blocked follows from its counts, so
+ * blocked_until goes. The old per-username rows counted consecutive failures: they would read
+ * as a budget, so they go too (at worst, a username locked at deploy time is unlocked early).
+ */
+export class Migration20261202220000 extends Migration {
+  override async up(): Promise<void> {
+    this.addSql(`delete from "login_throttle" where "key" like 'user:%';`);
+    this.addSql(`alter table "login_throttle" drop column "blocked_until";`);
+  }
+
+  override async down(): Promise<void> {
+    this.addSql(`alter table "login_throttle" add column "blocked_until" timestamptz null;`);
+  }
+}

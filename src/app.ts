@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { ensureJwtSecret, type Config } from './config';
 import { openDatabase, type Database } from './db/orm';
 import { buildContext, type RequestContext } from './graphql/context';
-import { drainUnreadUploads } from './graphql/drain-uploads.plugin';
+import { drainUnreadUploads, refuseMisplacedUploads } from './graphql/drain-uploads.plugin';
 import { InFlightOperations } from './graphql/in-flight.plugin';
 import { requireAuthentication } from './graphql/require-auth.plugin';
 import { createFormatError } from './graphql/format-error';
@@ -23,6 +23,7 @@ import { Md5Pool } from './hashing/md5-pool';
 import { downloadRouter } from './http/download.route';
 import { explorerRouter } from './http/explorer';
 import { transportErrorHandler } from './http/graphql-errors';
+import { multipartErrorsAsBadInput } from './http/multipart-errors';
 import { requireMultipartPreflight } from './http/multipart-preflight';
 import { pageSecurityPolicy } from './http/page-security';
 import { createLogger } from './logger';
@@ -90,6 +91,7 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
       plugins: [
         ...armor.plugins,
         requireAuthentication,
+        refuseMisplacedUploads,
         drainUnreadUploads,
         inFlight.plugin,
         ApolloServerPluginDrainHttpServer({ httpServer: server }),
@@ -135,7 +137,7 @@ export async function createApp(loaded: Config, log: Logger = createLogger(loade
       requireMultipartPreflight,
       // One file per request. No size limit here: the upload service refuses an oversized chunk
       // in API.md's order of precedence, and reads it to its end before answering.
-      graphqlUploadExpress({ maxFiles: 1 }),
+      multipartErrorsAsBadInput(graphqlUploadExpress({ maxFiles: 1 })),
       express.json({ limit: '1mb' }),
       expressMiddleware(apollo, { context: async ({ req }) => buildContext(services, req) }),
     );

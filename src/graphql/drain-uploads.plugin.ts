@@ -1,6 +1,8 @@
 import type { ApolloServerPlugin } from '@apollo/server';
+import { getNamedType, GraphQLError, GraphQLScalarType, print, typeFromAST } from 'graphql';
 import { Upload } from 'graphql-upload-minimal';
 import { Readable } from 'node:stream';
+import { Errors } from '../errors';
 
 /**
  * Reads to the end every uploaded file no resolver opened (an operation refused before its
@@ -12,6 +14,30 @@ export const drainUnreadUploads: ApolloServerPlugin = {
     return {
       async willSendResponse({ request }) {
         await Promise.all(findUploads(request.variables).map(drainIfUnread));
+      },
+    };
+  },
+};
+
+/**
+ * A multipart `map` can put a file into any variable. graphql-js would refuse a file in a
+ * String variable with a message that prints the Upload object's insides (its promise and
+ * resolvers); this refuses it first, in words. Runs after the authentication check, so
+ * UNAUTHENTICATED still comes first.
+ */
+export const refuseMisplacedUploads: ApolloServerPlugin = {
+  async requestDidStart() {
+    return {
+      async didResolveOperation({ request, operation, schema }) {
+        for (const definition of operation?.variableDefinitions ?? []) {
+          const type = typeFromAST(schema, definition.type);
+          const named = type && getNamedType(type);
+          if (!(named instanceof GraphQLScalarType) || named.name === 'Upload') continue;
+          const name = definition.variable.name.value;
+          if (findUploads(request.variables?.[name]).length === 0) continue;
+          const refusal = Errors.badInput(`Variable "$${name}" is of type ${print(definition.type)}, but the multipart map puts a file in it: only Upload variables take files.`);
+          throw new GraphQLError(refusal.message, { originalError: refusal, extensions: { code: refusal.graphqlCode, http: { status: 400 } } });
+        }
       },
     };
   },

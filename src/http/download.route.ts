@@ -5,6 +5,7 @@ import { sendHttpError } from '../error-edge';
 import { AppError, Errors } from '../errors';
 import { bearerUser } from './bearer';
 import type { Services } from '../services';
+import { isMediaType } from '../services/validation';
 import type { ByteRange } from '../storage/file-store';
 
 /**
@@ -31,7 +32,8 @@ export function downloadRouter(services: Services, log: Logger): Router {
       const body = await services.files.open(file.id, range);
       res.set(validators);
       res.setHeader('Content-Disposition', attachment(file.name));
-      res.setHeader('Content-Type', file.mimeType || 'application/octet-stream');
+      // A type stored before mimeType was checked could hold a line break, which no header may carry.
+      res.setHeader('Content-Type', file.mimeType && isMediaType(file.mimeType) ? file.mimeType : 'application/octet-stream');
       res.setHeader('X-Content-Type-Options', 'nosniff');
       if (range) {
         res.status(206);

@@ -3,6 +3,7 @@ import { Arg, Authorized, Ctx, ID, Mutation, Query, Resolver } from 'type-graphq
 import type { Readable } from 'node:stream';
 import { UploadStatus, type ChunkedUpload } from '../../entities';
 import { Errors } from '../../errors';
+import { cleanMimeType } from '../../services/validation';
 import { requireUser, type RequestContext } from '../context';
 import { SafeInt } from '../scalars';
 import { FileType } from '../types/file.type';
@@ -36,7 +37,8 @@ export class UploadResolver {
   @Authorized()
   @Mutation(() => ChunkedUploadType)
   async startUpload(@Arg('input', () => StartUploadInput) input: StartUploadInput, @Ctx() ctx: RequestContext): Promise<ChunkedUploadType> {
-    return this.view(ctx, await ctx.services.uploads.start(requireUser(ctx), input));
+    const mimeType = cleanMimeType(input.mimeType);
+    return this.view(ctx, await ctx.services.uploads.start(requireUser(ctx), { ...input, mimeType }));
   }
 
   @Authorized()

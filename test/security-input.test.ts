@@ -286,16 +286,18 @@ describe(`security: hostile input (${databaseKind})`, () => {
       });
     });
 
-    it('a file whose stored mime type holds a line break (stored before the check) still downloads, as application/octet-stream', async () => {
+    it('a file stored before these checks (a mime type with a line break, a name with a bidi override) downloads as application/octet-stream, under its name without the override', async () => {
       const bytes = randomFile(20);
       const file = await uploadFile(alice, bytes, 'legacy-type.txt');
       try {
-        await server.sql(`update files set mime_type = ? where id = ?`, ['text/plain\r\nX-Injected: yes', file.id]);
+        await server.sql(`update files set mime_type = ?, name = ? where id = ?`, ['text/plain\r\nX-Injected: yes', 'legacy\u202efdp.exe', file.id]);
         for (const method of ['GET', 'HEAD']) {
           const res = await fetch(`${server.url}/files/${file.id}/content`, { method, headers: alice.authHeaders() });
           assert.equal(res.status, 200, method);
           assert.equal(res.headers.get('content-type'), 'application/octet-stream', method);
           assert.equal(res.headers.get('x-injected'), null, method);
+          const disposition = res.headers.get('content-disposition') ?? '';
+          assert.equal(decodeURIComponent(/filename\*=UTF-8''([^;\s]+)/.exec(disposition)?.[1] ?? ''), 'legacyfdp.exe', disposition);
           if (method === 'GET') assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
         }
       } finally {

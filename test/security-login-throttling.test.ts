@@ -180,6 +180,12 @@ describe(`security: login throttling (${databaseKind})`, () => {
       assert.deepEqual(tally(results), { UNAUTHENTICATED: 5, RATE_LIMITED: 25 });
     });
 
+    it('20 simultaneous correct logins for one username from one address all succeed (the limits count failures, not attempts)', async () => {
+      const [busy, password] = await account('busy');
+      const results = await Promise.all(Array.from({ length: 20 }, () => login(busy, password, '203.0.113.31')));
+      assert.deepEqual(tally(results), { OK: 20 });
+    });
+
     it('200 simultaneous failures from one address: 50 password checks, 150 RATE_LIMITED', async () => {
       const results = await Promise.all(Array.from({ length: 200 }, (_, i) => login(`nobody_burst_${i}`, 'wrong-password', '203.0.113.40')));
       assert.deepEqual(tally(results), { UNAUTHENTICATED: 50, RATE_LIMITED: 150 });

@@ -18,4 +18,12 @@ export class LoginThrottle {
 
   @Property({ type: 'datetime' })
   lastFailureAt!: Date;
+
+  /** Password checks in progress for this key... */
+  @Property({ type: 'integer' })
+  pending!: number;
+
+  /** ...which stop counting after this (a check whose outcome was never recorded). */
+  @Property({ type: 'datetime', nullable: true })
+  pendingUntil?: Date | null;
 }

@@ -45,16 +45,17 @@ export class AuthService {
     // No stored username holds NUL (nor could the database store one).
     if (username.includes('\u0000')) throw Errors.unauthenticated('Wrong username or password.');
     const key = usernameKey(username);
-    // Counted as a failure before the password is checked, so concurrent guesses cannot outrun the count.
-    const attempt = await this.throttle.reserve(key, address);
-    const user = await this.orm.em.fork().findOne(User, { usernameKey: key });
-    // Hash even when the user does not exist, so response time does not reveal usernames.
-    const valid = await verifyPassword(password, user?.passwordHash ?? DUMMY_PASSWORD_HASH);
+    const found: { user?: User | null } = {};
+    const valid = await this.throttle.attempt(key, address, async () => {
+      found.user = await this.orm.em.fork().findOne(User, { usernameKey: key });
+      // Hash even when the user does not exist, so response time does not reveal usernames.
+      return (await verifyPassword(password, found.user?.passwordHash ?? DUMMY_PASSWORD_HASH)) && Boolean(found.user);
+    });
+    const user = found.user;
     if (!user || !valid) {
       this.log.info({ username, address }, 'failed login');
       throw Errors.unauthenticated('Wrong username or password.');
     }
-    await this.throttle.succeeded(attempt);
     if (needsRehash(user.passwordHash)) await this.upgradePasswordHash(user, password);
     return { token: this.issueAccessToken(user), user };
   }

@@ -1,5 +1,6 @@
 import type { MikroORM } from '@mikro-orm/core';
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LoginThrottle } from '../entities';
 import { Errors } from '../errors';
 
@@ -15,15 +16,29 @@ const USERNAME_FAILURE_BUDGET = 50;
 const WINDOW_SECONDS = 15 * 60;
 /** Keys stay short whatever a client sends as a username. */
 const MAX_SUBJECT_LENGTH = 200;
+/**
+ * A check in progress holds its place this long at most: one whose outcome was never recorded
+ * (the process died mid-check) stops counting this long after the key's last new check.
+ */
+const PENDING_TTL_SECONDS = 60;
+/**
+ * How long an attempt waits for checks in progress to decide whether a limit is reached: as
+ * long as a place is held at most, so a burst of correct logins on a busy machine (5 checks at
+ * a time for one username and address) is slowed down, not refused.
+ */
+const MAX_WAIT_MS = PENDING_TTL_SECONDS * 1000;
 
-/** A password check the throttle let through, counted as a failure until `succeeded` says otherwise. */
-export interface Attempt {
-  keys: { address: string; pair: string; username: string };
+interface Keys {
+  address: string;
+  pair: string;
+  username: string;
 }
 
 interface Row {
   key: string;
   failures: number;
+  /** Checks in progress (their passwords are being compared right now). */
+  pending: number;
   /** Seconds since the row's window began (address and username rows). */
   window_age: number;
   /** Seconds since the last failure. */
@@ -42,23 +57,48 @@ interface Row {
  *   minutes; from the 50th on, addresses that failed at that username recently are refused,
  *   while an address with no recent failure (the owner's, most likely) still gets through.
  *
- * An attempt is counted as a failure before its password is checked, in one transaction that
- * locks the counters: concurrent guesses cannot all slip in before the first is counted. A
- * correct password then takes its count back (`succeeded`).
+ * Simultaneous attempts cannot slip past a limit: each password check takes a place
+ * (`pending`) in one transaction that locks the counters, and while the checks in progress
+ * could reach a limit, a further attempt waits for their outcome instead of being checked too.
+ * So 30 simultaneous guesses get exactly 5 checks, while 30 simultaneous correct logins all
+ * succeed (a few of them a moment later).
  */
 export class LoginThrottleService {
   constructor(private readonly orm: MikroORM) {}
 
   /**
-   * Counts an attempt at `username` (its `usernameKey`) from `address`, or throws RATE_LIMITED
-   * (counting nothing) when the address or the pair is blocked right now.
+   * Runs `check` (does the password match?) for `username` (its `usernameKey`) from `address`
+   * if the throttle allows it, records the outcome, and returns it. Throws RATE_LIMITED, without
+   * running `check`, when the address or the pair is blocked.
    */
-  async reserve(username: string, address: string): Promise<Attempt> {
+  async attempt(username: string, address: string, check: () => Promise<boolean>): Promise<boolean> {
     const subject = username.length > MAX_SUBJECT_LENGTH ? `sha256:${createHash('sha256').update(username).digest('hex')}` : username;
-    const keys = { address: `ip:${address}`, pair: `pair:${address} ${subject}`, username: `user:${subject}` };
+    const keys: Keys = { address: `ip:${address}`, pair: `pair:${address} ${subject}`, username: `user:${subject}` };
+    const deadline = Date.now() + MAX_WAIT_MS;
+    for (let pause = 20; !(await this.reserve(keys)); pause = Math.min(pause * 2, 500)) {
+      // Checks in progress might reach a limit: wait for their outcome rather than guess it.
+      if (Date.now() > deadline) throw Errors.rateLimited(1);
+      await sleep(pause * (0.5 + Math.random()));
+    }
+    let ok: boolean;
+    try {
+      ok = await check();
+    } catch (err) {
+      await this.settle(keys, 'abandoned').catch(() => {});
+      throw err;
+    }
+    await this.settle(keys, ok ? 'succeeded' : 'failed');
+    return ok;
+  }
+
+  /**
+   * Takes a place for one check; false when checks in progress leave no room (try again
+   * shortly). Throws RATE_LIMITED, changing nothing, when a limit is reached.
+   */
+  private async reserve(keys: Keys): Promise<boolean> {
     // One order for every transaction, so two of them never wait on each other's rows.
     const sorted = Object.values(keys).sort();
-    await this.orm.em.fork().transactional(async (em) => {
+    return this.orm.em.fork().transactional(async (em) => {
       const connection = em.getConnection();
       const context = em.getTransactionContext();
       // The upsert locks the three rows (existing or new) until the transaction ends.
@@ -67,6 +107,7 @@ export class LoginThrottleService {
          values (?, 0, now(), now()), (?, 0, now(), now()), (?, 0, now(), now())
          on conflict (key) do update set failures = login_throttle.failures
          returning key, failures,
+           case when pending_until > now() then pending else 0 end as pending,
            extract(epoch from now() - window_started_at)::float8 as window_age,
            extract(epoch from now() - last_failure_at)::float8 as idle`,
         sorted,
@@ -89,34 +130,55 @@ export class LoginThrottleService {
       }
       // Throwing rolls the transaction back: a refused attempt changes no counter.
       if (waits.length > 0) throw Errors.rateLimited(Math.max(1, Math.ceil(Math.max(...waits))));
+      // Room for one more check: as many as failures could still follow before a limit (at
+      // least one once a pair's lock has run out: its next failure locks it again).
+      const pairRoom = Math.max(1, PAIR_FAILURES_BEFORE_LOCK - pair.failures);
+      const addressRoom = ADDRESS_FAILURES_BEFORE_BLOCK - inWindow(address);
+      if (pair.pending >= pairRoom || address.pending >= addressRoom) return false;
       await connection.execute(
         `update login_throttle set
-           failures = case when key <> ? and window_started_at <= now() - make_interval(secs => ?) then 1 else failures + 1 end,
-           window_started_at = case when key <> ? and window_started_at <= now() - make_interval(secs => ?) then now() else window_started_at end,
-           last_failure_at = now()
+           pending = case when pending_until > now() then pending + 1 else 1 end,
+           pending_until = now() + make_interval(secs => ?)
          where key in (?, ?, ?)`,
-        [keys.pair, WINDOW_SECONDS, keys.pair, WINDOW_SECONDS, ...sorted],
+        [PENDING_TTL_SECONDS, ...sorted],
         'run',
         context,
       );
+      return true;
     });
-    return { keys };
   }
 
   /**
-   * The password was right: the attempt was no failure. It ends the runs of failures of the
-   * pair and of the username (API.md: the limits count consecutive failures), not the
-   * address's window.
+   * Gives the place back and records the outcome: a failure counts for all three keys; a
+   * correct password ends the runs of failures of the pair and of the username (API.md: the
+   * limits count consecutive failures), not the address's window.
    */
-  async succeeded(attempt: Attempt): Promise<void> {
-    const connection = this.orm.em.getConnection();
-    await connection.execute(`delete from login_throttle where key in (?, ?)`, [attempt.keys.pair, attempt.keys.username]);
-    await connection.execute(`update login_throttle set failures = greatest(failures - 1, 0) where key = ?`, [attempt.keys.address]);
+  private async settle(keys: Keys, outcome: 'succeeded' | 'failed' | 'abandoned'): Promise<void> {
+    const [changes, params]: [string, unknown[]] =
+      outcome === 'failed'
+        ? [
+            `failures = case when t.key <> ? and t.window_started_at <= now() - make_interval(secs => ?) then 1 else t.failures + 1 end,
+             window_started_at = case when t.key <> ? and t.window_started_at <= now() - make_interval(secs => ?) then now() else t.window_started_at end,
+             last_failure_at = now(),`,
+            [keys.pair, WINDOW_SECONDS, keys.pair, WINDOW_SECONDS],
+          ]
+        : outcome === 'succeeded'
+          ? [`failures = case when t.key = ? then t.failures else 0 end,`, [keys.address]]
+          : ['', []];
+    // One statement: the place is given back and the count changed at once, so no reservation
+    // sees a free place whose failure is not counted yet. Its rows are locked in key order, as
+    // reserve locks them, so the two never deadlock.
+    await this.orm.em.getConnection().execute(
+      `update login_throttle t set ${changes} pending = greatest(t.pending - 1, 0)
+         from (select key from login_throttle where key in (?, ?, ?) order by key for update) locked
+        where t.key = locked.key`,
+      [...params, ...Object.values(keys).sort()],
+    );
   }
 
-  /** Forgets entries idle for a day (cleanup): every lock and window is over by then. */
+  /** Forgets entries idle for a day (cleanup): every lock, window and check in progress is over by then. */
   async purgeIdle(): Promise<number> {
     const dayAgo = new Date(Date.now() - 86400_000);
-    return this.orm.em.fork().nativeDelete(LoginThrottle, { lastFailureAt: { $lt: dayAgo } });
+    return this.orm.em.fork().nativeDelete(LoginThrottle, { lastFailureAt: { $lt: dayAgo }, $or: [{ pendingUntil: null }, { pendingUntil: { $lt: new Date() } }] });
   }
 }

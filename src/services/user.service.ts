@@ -40,15 +40,14 @@ export class UserService {
   /**
    * Changes the password and revokes every token issued before the change. The old password is
    * guessed like a login's (a stolen token could try it over and over): the login throttle
-   * counts the attempt, for the same username and address, before it is checked.
+   * counts it, for the same username and address.
    */
   async changePassword(user: User, oldPassword: string, newPassword: string, address: string): Promise<User> {
     checkPasswordStrength(newPassword, 'newPassword');
-    const attempt = await this.throttle.reserve(user.usernameKey, address);
     const em = this.orm.em.fork();
     const current = await em.findOneOrFail(User, { id: user.id });
-    if (!(await verifyPassword(oldPassword, current.passwordHash))) throw Errors.forbidden('The old password is wrong.');
-    await this.throttle.succeeded(attempt);
+    const valid = await this.throttle.attempt(user.usernameKey, address, () => verifyPassword(oldPassword, current.passwordHash));
+    if (!valid) throw Errors.forbidden('The old password is wrong.');
     current.passwordHash = await hashPassword(newPassword);
     current.tokenVersion += 1;
     await em.flush();

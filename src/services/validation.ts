@@ -41,7 +41,7 @@ export function requireByteCount(value: number, field: string): number {
  */
 export function cleanFilename(raw: string): string {
   const base = raw.slice(Math.max(raw.lastIndexOf('/'), raw.lastIndexOf('\\')) + 1);
-  const name = base.replace(CONTROL_CHARACTERS, '').normalize('NFC');
+  const name = removeInvisible(base).normalize('NFC');
   if (name.trim() === '' || name === '.' || name === '..') {
     throw Errors.badInput('filename must name a file: it is empty, or only spaces, once path and control characters are removed.');
   }
@@ -85,6 +85,11 @@ export function cleanSearch(search: string): string {
   if (search.length > MAX_SEARCH_LENGTH) throw Errors.badInput(`search must be at most ${MAX_SEARCH_LENGTH} characters.`);
   // Names are stored in NFC; a search typed in NFD must still find them.
   return search.normalize('NFC');
+}
+
+/** `text` without control characters and the format characters that reorder or hide text. */
+export function removeInvisible(text: string): string {
+  return text.replace(CONTROL_CHARACTERS, '');
 }
 
 /** Text for a LIKE pattern with its wildcards escaped, so it matches only itself. */

@@ -361,6 +361,8 @@ describe(`security: hostile input (${databaseKind})`, () => {
       assertCleanError(error, 'Upload as String');
       assert.doesNotMatch(error.message, /resolve|reject|promise|createReadStream|\[function|\[Object|\{/i, error.message);
       assert.match(error.message, /\$s/);
+      // Without a token, UNAUTHENTICATED still comes first (API.md's order).
+      expectCode(await server.client.postMultipart({ contentType, body }), 'UNAUTHENTICATED');
     });
 
     it('refuses names of only spaces; strips bidi overrides and zero-width characters from filenames, also in Content-Disposition', async () => {

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { ensureJwtSecret, type Config } from './config';
 import { openDatabase, type Database } from './db/orm';
 import { buildContext, type RequestContext } from './graphql/context';
-import { drainUnreadUploads } from './graphql/drain-uploads.plugin';
+import { drainUnreadUploads, refuseMisplacedUploads } from './graphql/drain-uploads.plugin';
 import { InFlightOperations } from './graphql/in-flight.plugin';
 import { requireAuthentication } from './graphql/require-auth.plugin';
 import { createFormatError } from './graphql/format-error';
@@ -24,6 +24,7 @@ import { downloadRouter } from './http/download.route';
 import { explorerRouter } from './http/explorer';
 import { transportErrorHandler } from './http/graphql-errors';
 import { refuseAnonymousUploads } from './http/anonymous-uploads';
+import { multipartErrorsAsBadInput } from './http/multipart-errors';
 import { requireMultipartPreflight } from './http/multipart-preflight';
 import { bodyDeadlines, guardConnections, HTTP_SERVER_OPTIONS } from './http/request-guards';
 import { pageSecurityPolicy } from './http/page-security';
@@ -103,6 +104,7 @@ export async function createApp(
       plugins: [
         ...armor.plugins,
         requireAuthentication,
+        refuseMisplacedUploads,
         drainUnreadUploads,
         inFlight.plugin,
         ApolloServerPluginDrainHttpServer({ httpServer: server }),
@@ -152,7 +154,7 @@ export async function createApp(
       refuseAnonymousUploads(services, config.maxChunkSize, config.bodyTimeoutSeconds * 1000),
       // One file per request. No size limit here: the upload service refuses an oversized chunk
       // in API.md's order of precedence, and reads it to its end before answering.
-      graphqlUploadExpress({ maxFiles: 1 }),
+      multipartErrorsAsBadInput(graphqlUploadExpress({ maxFiles: 1 })),
       express.json({ limit: '1mb' }),
       expressMiddleware(apollo, { context: async ({ req }) => buildContext(services, req) }),
     );

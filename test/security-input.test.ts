@@ -1,10 +1,17 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { assertEach, expectHealthy, outcome } from './helpers/assert';
-import { LOGIN, randomFile, type GraphQLClient } from './helpers/client';
+import { assertCleanError, assertEach, expectCode, expectHealthy, outcome } from './helpers/assert';
+import { CREATE_USER, LOGIN, randomFile, type GraphQLClient } from './helpers/client';
 import { databaseKind } from './helpers/database';
+import { encodeMultipart } from './helpers/multipart';
 import { ADMIN, startServer, type TestServer } from './helpers/server';
+import { signedToken } from './helpers/tokens';
 import { uploadFile } from './helpers/upload';
+import type { SqlEntityManager } from '@mikro-orm/postgresql';
+import jwt from 'jsonwebtoken';
+import { File } from '../src/entities';
+import { nameContains } from '../src/services/file.service';
 
 // Hostile input (issue 4, "Bad input"), over real HTTP: query limits, and injection strings in
 // every field a client fills in. Error codes per operation live in the errors-*.test.ts files.
@@ -243,5 +250,223 @@ describe(`security: hostile input (${databaseKind})`, () => {
       assert.equal((await server.admin.data(`{ me { username } }`)).me.username, ADMIN.username);
       await expectHealthy(server.url);
     });
+  });
+  // Issue 13, "hostile clients": input that used to reach a 500 gets a code from docs/API.md.
+  describe('hostile clients: bad input gets a code, never a 500', () => {
+    it('startUpload refuses a mimeType that is not a media type (CR/LF, no subtype) or longer than 255 characters', async () => {
+      const refused: [string, string][] = [
+        ['CR LF and a header', 'text/plain\r\nX-Injected: yes'],
+        ['an LF before a parameter', 'text/plain;\ncharset=utf-8'],
+        ['a bare CR', 'text/html\rx'],
+        ['words', 'not a type'],
+        ['no subtype', 'text/'],
+        ['no type', '/plain'],
+        ['a parameter without a value', 'text/plain; charset'],
+        ['a letter outside ASCII', 'tëxt/plain'],
+        ['256 characters', `text/plain; a=${'x'.repeat(242)}`],
+      ];
+      assert.equal(refused.at(-1)![1].length, 256);
+      await assertEach(refused, async (_label, mimeType) => {
+        const result = await alice.startUpload({ filename: 'typed.bin', totalSize: 1, mimeType });
+        const error = expectCode(result, 'BAD_USER_INPUT');
+        assert.match(error.message, /mimeType/);
+      });
+      const accepted: [string, string, string][] = [
+        ['plain', 'text/plain', 'text/plain'],
+        ['with a parameter', 'text/plain; charset=utf-8', 'text/plain; charset=utf-8'],
+        ['a structured suffix', 'application/vnd.api+json', 'application/vnd.api+json'],
+        ['a quoted parameter', 'multipart/form-data; boundary="a b"', 'multipart/form-data; boundary="a b"'],
+        ['spaces and line breaks around (trimmed)', '  image/png\r\n', 'image/png'],
+        ['255 characters', `text/plain; a=${'x'.repeat(241)}`, `text/plain; a=${'x'.repeat(241)}`],
+      ];
+      await assertEach(accepted, async (_label, mimeType, stored) => {
+        const result = await alice.startUpload({ filename: 'typed.bin', totalSize: 1, mimeType });
+        assert.equal(outcome(result), 'OK', JSON.stringify(result.errors));
+        assert.equal(result.data.startUpload.mimeType, stored);
+      });
+    });
+
+    it('a file stored before these checks (a mime type with a line break, a name with a bidi override) downloads as application/octet-stream, under its name without the override', async () => {
+      const bytes = randomFile(20);
+      const file = await uploadFile(alice, bytes, 'legacy-type.txt');
+      try {
+        await server.sql(`update files set mime_type = ?, name = ? where id = ?`, ['text/plain\r\nX-Injected: yes', 'legacy\u202efdp.exe', file.id]);
+        for (const method of ['GET', 'HEAD']) {
+          const res = await fetch(`${server.url}/files/${file.id}/content`, { method, headers: alice.authHeaders() });
+          assert.equal(res.status, 200, method);
+          assert.equal(res.headers.get('content-type'), 'application/octet-stream', method);
+          assert.equal(res.headers.get('x-injected'), null, method);
+          const disposition = res.headers.get('content-disposition') ?? '';
+          assert.equal(decodeURIComponent(/filename\*=UTF-8''([^;\s]+)/.exec(disposition)?.[1] ?? ''), 'legacyfdp.exe', disposition);
+          if (method === 'GET') assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
+        }
+      } finally {
+        await alice.data(`mutation($id: ID!) { deleteFile(id: $id) }`, { id: file.id });
+      }
+    });
+
+    it('a forged cursor dated year -271821, 0000 or +275760 is BAD_USER_INPUT; so is such a date in uploadedBefore', async () => {
+      const cursor = (iso: string) => Buffer.from(`${iso}|${randomUUID()}`).toString('base64url');
+      const forged: [string, string][] = [
+        ['year -271821 (the earliest JavaScript date)', '-271821-04-20T00:00:00.000Z'],
+        ['year 0000', '0000-01-01T00:00:00.000Z'],
+        ['year +275760 (the latest JavaScript date)', '+275760-09-13T00:00:00.000Z'],
+        ['a date without milliseconds', '2026-01-01T00:00:00Z'],
+      ];
+      await assertEach(forged, async (_label, iso) => {
+        const result = await alice.request(`query($a: String) { files(after: $a) { totalCount } }`, { a: cursor(iso) });
+        expectCode(result, 'BAD_USER_INPUT');
+      });
+      const fine = await alice.request(`query($a: String) { files(after: $a) { totalCount } }`, { a: cursor('0001-01-01T00:00:00.000Z') });
+      assert.equal(outcome(fine), 'OK', JSON.stringify(fine.errors));
+      for (const date of ['0000-01-01T00:00:00Z', '-271821-04-20T00:00:00Z', '+275760-09-13T00:00:00Z']) {
+        for (const query of [`query($d: DateTime) { files(uploadedBefore: $d) { totalCount } }`, `query($d: DateTime) { newestFile(uploadedBefore: $d) { id } }`]) {
+          const result = await alice.request(query, { d: date });
+          assert.equal(outcome(result), 'BAD_USER_INPUT', `${date}: ${JSON.stringify(result.errors)}`);
+        }
+      }
+      await expectHealthy(server.url);
+    });
+
+    it('a body labelled multipart/form-data that is not multipart: 400 with a code, and the server stays up', async () => {
+      const json = JSON.stringify({ query: '{ me { id } }' });
+      const bodies: [string, string, string][] = [
+        ['JSON under a boundary', 'multipart/form-data; boundary=xyz', json],
+        ['JSON without a boundary', 'multipart/form-data', json],
+        ['an empty body', 'multipart/form-data; boundary=xyz', ''],
+        ['a part that never ends', 'multipart/form-data; boundary=xyz', '--xyz\r\nContent-Disposition: form-data; name="operations"\r\n\r\n{'],
+      ];
+      await assertEach(bodies, async (_label, contentType, body) => {
+        const res = await fetch(`${server.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': contentType, 'apollo-require-preflight': 'true', ...alice.authHeaders() },
+          body,
+        });
+        const answer = (await res.json()) as any;
+        assert.equal(res.status, 400, JSON.stringify(answer));
+        assert.equal(answer.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', JSON.stringify(answer));
+        assertCleanError(answer.errors[0], contentType);
+      });
+      await expectHealthy(server.url);
+    });
+
+    it('a file mapped into a String variable: BAD_USER_INPUT, and the message shows none of the upload\'s insides', async () => {
+      const { contentType, body } = encodeMultipart([
+        { name: 'operations', value: JSON.stringify({ query: 'query($s: String) { files(search: $s) { totalCount } }', variables: { s: null } }) },
+        { name: 'map', value: JSON.stringify({ 0: ['variables.s'] }) },
+        { name: '0', value: 'file bytes', filename: 'a.txt' },
+      ]);
+      const result = await alice.postMultipart({ contentType, body });
+      const error = expectCode(result, 'BAD_USER_INPUT');
+      assertCleanError(error, 'Upload as String');
+      assert.doesNotMatch(error.message, /resolve|reject|promise|createReadStream|\[function|\[Object|\{/i, error.message);
+      assert.match(error.message, /\$s/);
+      // Without a token, UNAUTHENTICATED still comes first (API.md's order).
+      expectCode(await server.client.postMultipart({ contentType, body }), 'UNAUTHENTICATED');
+    });
+
+    it('refuses names of only spaces; strips bidi overrides and zero-width characters from filenames, also in Content-Disposition', async () => {
+      for (const filename of ['   ', ' \t ', '\u3000', '\u200b', '\u202e \u200d', 'dir/   ']) {
+        expectCode(await alice.startUpload({ filename, totalSize: 1 }), 'BAD_USER_INPUT', JSON.stringify(filename));
+      }
+      for (const username of ['   ', '\u3000', 'ad\u200bmin', 'ad\u202emin', '\u2066admin\u2069']) {
+        expectCode(await server.admin.request(CREATE_USER, { u: username, p: 'password-123456' }), 'BAD_USER_INPUT', JSON.stringify(username));
+      }
+      const disguised: [string, string, string][] = [
+        ['right-to-left override', 'invoice\u202efdp.exe', 'invoicefdp.exe'],
+        ['every bidi embedding, override and isolate', '\u202aa\u202bb\u202cc\u202dd\u2066e\u2067f\u2068g\u2069.txt', 'abcdefg.txt'],
+        ['zero-width space, joiners, word joiner, BOM', 'r\u200be\u200cp\u200do\u2060r\ufefft.pdf', 'report.pdf'],
+      ];
+      const created: string[] = [];
+      try {
+        await assertEach(disguised, async (_label, value, cleaned) => {
+          const started = await alice.startUpload({ filename: value, totalSize: 1 });
+          assert.equal(started.data?.startUpload.filename, cleaned, JSON.stringify(started.errors));
+          const file = await uploadFile(alice, randomFile(3), value);
+          created.push(file.id);
+          assert.equal(file.name, cleaned);
+          const download = await alice.download(`/files/${file.id}/content`);
+          const disposition = download.headers.get('content-disposition') ?? '';
+          const encoded = /filename\*=UTF-8''([^;\s]+)/.exec(disposition)?.[1];
+          assert.equal(decodeURIComponent(encoded ?? ''), cleaned, disposition);
+        });
+      } finally {
+        for (const id of created) await alice.data(`mutation($id: ID!) { deleteFile(id: $id) }`, { id });
+      }
+    });
+
+    it('refuses a correctly signed token without an expiry time (UNAUTHENTICATED), for the API and for download links', async () => {
+      const secret = server.app.services.config.jwtSecret;
+      const { me } = await alice.data(`{ me { id } }`);
+      const ver = Number((await server.sql(`select token_version from users where id = ?`, [me.id]))[0].token_version);
+      const forever = jwt.sign({ sub: me.id, ver }, secret, { algorithm: 'HS256' });
+      assert.equal((jwt.decode(forever) as { exp?: number }).exp, undefined);
+      expectCode(await alice.withToken(forever).request(`{ me { id } }`), 'UNAUTHENTICATED');
+      // The same claims with an expiry are accepted: only the missing exp is refused.
+      assert.equal((await alice.withToken(signedToken({ sub: me.id, ver }, secret)).data(`{ me { id } }`)).me.id, me.id);
+
+      const file = await uploadFile(alice, randomFile(4), 'link-without-exp.bin');
+      try {
+        const link = jwt.sign({ fid: file.id, typ: 'download' }, secret, { algorithm: 'HS256' });
+        assert.equal((await alice.download(`/files/${file.id}/content?token=${link}`, {}, false)).status, 401);
+        const withExp = signedToken({ fid: file.id, typ: 'download' }, secret);
+        assert.equal((await alice.download(`/files/${file.id}/content?token=${withExp}`, {}, false)).status, 200);
+      } finally {
+        await alice.data(`mutation($id: ID!) { deleteFile(id: $id) }`, { id: file.id });
+      }
+    });
+  });
+});
+
+// Issue 13, "unbounded search": files(search:) is bounded, literal, and served by a trigram index.
+describe(`security: files(search:) on a large library (${databaseKind})`, () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server?.close());
+
+  const count = async (search: string) => server.admin.request(`query($s: String) { files(search: $s, first: 1) { totalCount } }`, { s: search });
+
+  it('refuses a search longer than 200 characters (a 900 KB pattern of % and _ included) as BAD_USER_INPUT', async () => {
+    assert.equal(outcome(await count('x'.repeat(200))), 'OK');
+    for (const search of ['x'.repeat(201), '%_'.repeat(450_000)]) {
+      const error = expectCode(await count(search), 'BAD_USER_INPUT', `${search.length} characters`);
+      assert.match(error.message, /200/);
+    }
+  });
+
+  it('matches %, _ and \\ only literally, on a library of 20,000 files, and the database answers from the trigram index', async () => {
+    await server.sql(
+      `insert into files (id, name, size, md5, uploaded_at)
+       select gen_random_uuid(), 'bulk-' || g || case when g % 1000 = 0 then '-50%_off\\x.bin' else '.bin' end, 1, 'd41d8cd98f00b204e9800998ecf8427e', now() - g * interval '1 second'
+         from generate_series(1, 20000) g`,
+    );
+    await server.sql(`analyze files`);
+    const total = async (search: string) => {
+      const result = await count(search);
+      assert.equal(outcome(result), 'OK', JSON.stringify(result.errors));
+      return result.data.files.totalCount as number;
+    };
+    assert.equal(await total('50%_OFF\\X'), 20, 'case-insensitive, every character literal');
+    assert.equal(await total('%'), 20);
+    assert.equal(await total('_'), 20);
+    assert.equal(await total('\\'), 20);
+    assert.equal(await total('bulk-1%'), 0, '% is no wildcard');
+    assert.equal(await total('bulk-1_'), 0, '_ is no wildcard');
+    assert.equal(await total('bulk-12345.'), 1);
+
+    assert.equal((await server.sql(`select count(*)::int as n from pg_indexes where indexname = 'files_name_trgm'`))[0].n, 1, 'the migration made the index');
+    // The very condition the service filters with, planned by the database.
+    const em = server.app.database.orm.em.fork() as SqlEntityManager;
+    const query = em.createQueryBuilder(File).count().where(nameContains('bulk-12345.') as object).getFormattedQuery();
+    // Whether a sequential scan is cheaper depends on the table's size and statistics; with it
+    // ruled out, a plan that is still sequential would mean the index cannot serve the query.
+    const rows = await em.transactional(async (tx) => {
+      await tx.execute('set local enable_seqscan = off');
+      return tx.execute(`explain ${query}`);
+    });
+    const plan = rows.map((row: Record<string, string>) => row['QUERY PLAN']).join('\n');
+    assert.match(plan, /Bitmap Index Scan on files_name_trgm/, plan);
   });
 });

@@ -154,6 +154,11 @@ for (const storage of ['disk', 's3'] as const) {
       assert.equal(tooLarge.status, 413);
       const noName = await tusRequest(`${alice.url}/tus/`, 'POST', { token: alice.token, headers: { 'upload-length': '10' } });
       assert.equal(noName.status, 400);
+      const badType = await tusRequest(`${alice.url}/tus/`, 'POST', {
+        token: alice.token,
+        headers: { 'upload-length': '10', 'upload-metadata': `filename ${b64('x.bin')},filetype ${b64('text/html\r\nx-injected: 1')}` },
+      });
+      assert.equal(badType.status, 400, 'filetype is checked as a media type, as startUpload checks mimeType');
     });
 
     it('answers OPTIONS with its version and extensions, and honours X-HTTP-Method-Override', async () => {

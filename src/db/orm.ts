@@ -49,9 +49,11 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
   // Loaded only here: a server on PostgreSQL keeps PGlite out of its heap.
   const { PGlite } = require('@electric-sql/pglite') as typeof import('@electric-sql/pglite');
   const { PGliteDriver, PGliteKnexDialect } = require('mikro-orm-pglite') as typeof import('mikro-orm-pglite');
+  // pg_trgm: the trigram index that files(search:) uses (migration files_name_trgm).
+  const { pg_trgm } = require('@electric-sql/pglite/contrib/pg_trgm') as typeof import('@electric-sql/pglite/contrib/pg_trgm');
   const dir = path.join(target.dataDir, 'db');
   mkdirSync(dir, { recursive: true });
-  const embedded = new PGlite(dir);
+  const embedded = new PGlite(dir, { extensions: { pg_trgm } });
   return {
     embedded,
     options: {

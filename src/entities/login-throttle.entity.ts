@@ -1,9 +1,9 @@
 import { Entity, PrimaryKey, Property } from '@mikro-orm/core';
 
 /**
- * Failed-login bookkeeping, in the database so every server instance sees the same counts.
- * `key` is `user:<lowercased username>` (consecutive failures) or `ip:<address>` (failures
- * in a window).
+ * Failed-login bookkeeping, in the database so every server instance sees the same counts
+ * (src/services/login-throttle.service.ts). `key` is `pair:<address> <username key>`
+ * (consecutive failures), `ip:<address>` or `user:<username key>` (failures in a window).
  */
 @Entity({ tableName: 'login_throttle' })
 export class LoginThrottle {
@@ -19,6 +19,11 @@ export class LoginThrottle {
   @Property({ type: 'datetime' })
   lastFailureAt!: Date;
 
+  /** Password checks in progress for this key... */
+  @Property({ type: 'integer' })
+  pending!: number;
+
+  /** ...which stop counting after this (a check whose outcome was never recorded). */
   @Property({ type: 'datetime', nullable: true })
-  blockedUntil?: Date | null;
+  pendingUntil?: Date | null;
 }

@@ -1,17 +1,23 @@
-import { Entity, Index, OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
+import { Entity, OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
 import { randomUUID } from 'node:crypto';
+import { usernameKey } from '../services/usernames';
 
 @Entity({ tableName: 'users' })
-// Usernames are unique regardless of case: "Alice" and "alice" are one account.
-@Index({ name: 'users_username_lower_unique', expression: 'create unique index "users_username_lower_unique" on "users" (lower("username"))' })
 export class User {
-  [OptionalProps]?: 'id' | 'isAdmin' | 'tokenVersion' | 'createdAt';
+  [OptionalProps]?: 'id' | 'usernameKey' | 'isAdmin' | 'tokenVersion' | 'createdAt';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
 
   @Property({ type: 'text' })
   username!: string;
+
+  /**
+   * `usernameKey(username)`: unique, so "Alice", "alice" and "ａｌｉｃｅ" are one account, and what
+   * login looks a user up by.
+   */
+  @Property({ type: 'text', unique: 'users_username_key_unique', onCreate: (user: User) => usernameKey(user.username) })
+  usernameKey!: string;
 
   @Property({ type: 'text', hidden: true })
   passwordHash!: string;

@@ -5,6 +5,7 @@ import { sendHttpError } from '../error-edge';
 import { AppError, Errors } from '../errors';
 import { bearerUser } from './bearer';
 import type { Services } from '../services';
+import { isMediaType, removeInvisible } from '../services/validation';
 import type { ByteRange } from '../storage/file-store';
 
 /**
@@ -31,7 +32,8 @@ export function downloadRouter(services: Services, log: Logger): Router {
       const body = await services.files.open(file.id, range);
       res.set(validators);
       res.setHeader('Content-Disposition', attachment(file.name));
-      res.setHeader('Content-Type', file.mimeType || 'application/octet-stream');
+      // A type stored before mimeType was checked could hold a line break, which no header may carry.
+      res.setHeader('Content-Type', file.mimeType && isMediaType(file.mimeType) ? file.mimeType : 'application/octet-stream');
       res.setHeader('X-Content-Type-Options', 'nosniff');
       if (range) {
         res.status(206);
@@ -84,9 +86,11 @@ async function authorize(services: Services, req: Request): Promise<void> {
 
 /**
  * RFC 6266: an ASCII `filename` for old clients and an RFC 8187 `filename*` that carries any
- * Unicode name intact.
+ * Unicode name intact. A name stored before filenames lost their bidi and zero-width
+ * characters loses them here, so it cannot pose as another extension in a save dialog.
  */
-function attachment(name: string): string {
+function attachment(stored: string): string {
+  const name = removeInvisible(stored) || 'file';
   const fallback = name.replace(/[^\x20-\x7e]|["\\%]/g, '_');
   const encoded = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
   return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;

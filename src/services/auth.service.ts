@@ -7,7 +7,8 @@ import { User } from '../entities';
 import { AppError, Errors } from '../errors';
 import type { LoginThrottleService } from './login-throttle.service';
 import { DUMMY_PASSWORD_HASH, hashPassword, needsRehash, verifyPassword } from './passwords';
-import { escapeLike, isUuid } from './validation';
+import { usernameKey } from './usernames';
+import { isUuid } from './validation';
 
 interface AccessClaims {
   sub: string;
@@ -39,21 +40,22 @@ export class AuthService {
     this.signingKey = createSecretKey(Buffer.from(config.jwtSecret, 'utf8'));
   }
 
-  /** `address` is the client's IP address, for the per-address failure limit. */
+  /** `address` is the client's IP address, for the login throttle's per-address limits. */
   async login(username: string, password: string, address: string): Promise<{ token: string; user: User }> {
-    username = username.trim().normalize('NFC');
     // No stored username holds NUL (nor could the database store one).
     if (username.includes('\u0000')) throw Errors.unauthenticated('Wrong username or password.');
-    await this.throttle.check(username, address);
-    const user = await this.orm.em.fork().findOne(User, { username: { $ilike: escapeLike(username) } });
-    // Hash even when the user does not exist, so response time does not reveal usernames.
-    const valid = await verifyPassword(password, user?.passwordHash ?? DUMMY_PASSWORD_HASH);
+    const key = usernameKey(username);
+    const found: { user?: User | null } = {};
+    const valid = await this.throttle.attempt(key, address, async () => {
+      found.user = await this.orm.em.fork().findOne(User, { usernameKey: key });
+      // Hash even when the user does not exist, so response time does not reveal usernames.
+      return (await verifyPassword(password, found.user?.passwordHash ?? DUMMY_PASSWORD_HASH)) && Boolean(found.user);
+    });
+    const user = found.user;
     if (!user || !valid) {
-      await this.throttle.recordFailure(username, address);
       this.log.info({ username, address }, 'failed login');
       throw Errors.unauthenticated('Wrong username or password.');
     }
-    await this.throttle.recordSuccess(username);
     if (needsRehash(user.passwordHash)) await this.upgradePasswordHash(user, password);
     return { token: this.issueAccessToken(user), user };
   }
@@ -130,12 +132,16 @@ export class AuthService {
   }
 
   private verify<T>(token: string): T {
+    let claims: T & { exp?: unknown };
     try {
-      return jwt.verify(token, this.signingKey, { algorithms: [ALGORITHM] }) as T;
+      claims = jwt.verify(token, this.signingKey, { algorithms: [ALGORITHM] }) as T & { exp?: unknown };
     } catch (err) {
       if (err instanceof AppError) throw err;
       const expired = err instanceof jwt.TokenExpiredError;
       throw Errors.unauthenticated(expired ? 'This token has expired: log in again.' : 'This token is not valid: log in again.');
     }
+    // Every token this server signs expires; one that never does was not made here as intended.
+    if (typeof claims.exp !== 'number') throw Errors.unauthenticated('This token has no expiry time: log in again.');
+    return claims;
   }
 }

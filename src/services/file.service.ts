@@ -1,11 +1,11 @@
-import { UniqueConstraintViolationException, type EntityManager, type FilterQuery, type MikroORM } from '@mikro-orm/core';
+import { raw, UniqueConstraintViolationException, type EntityManager, type FilterQuery, type MikroORM } from '@mikro-orm/core';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { File, type User } from '../entities';
 import { Errors } from '../errors';
 import type { ByteRange, FileStore } from '../storage/file-store';
-import { cleanDescription, escapeLike, isUuid, MAX_FILENAME_BYTES, refuseNul } from './validation';
+import { cleanDescription, cleanSearch, escapeLike, isUuid, MAX_FILENAME_BYTES, requireInstant } from './validation';
 
 const NAME_INDEX = 'files_name_lower_unique';
 const MAX_NAME_ATTEMPTS = 20;
@@ -55,29 +55,29 @@ export class FileService {
     if (!Number.isInteger(query.first) || query.first < 0 || query.first > MAX_PAGE_SIZE) {
       throw Errors.badInput(`first must be between 0 and ${MAX_PAGE_SIZE}.`);
     }
-    const filters: FilterQuery<File>[] = [];
-    if (query.uploadedBefore) filters.push({ uploadedAt: { $lt: query.uploadedBefore } });
-    // Names are stored in NFC; a search typed in NFD must still find them.
-    if (query.search) {
-      const search = refuseNul(query.search, 'search').normalize('NFC');
-      filters.push({ name: { $ilike: `%${escapeLike(search)}%` } });
-    }
+    const uploadedBefore = query.uploadedBefore ? requireInstant(query.uploadedBefore, 'uploadedBefore') : undefined;
+    const search = query.search ? cleanSearch(query.search) : undefined;
+    const cursor = query.after ? decodeCursor(query.after) : undefined;
+    // Built afresh for each query: a raw() key in a filter can be used only once.
+    const filters = (): FilterQuery<File>[] => [
+      ...(uploadedBefore ? [{ uploadedAt: { $lt: uploadedBefore } }] : []),
+      ...(search ? [nameContains(search)] : []),
+    ];
     const em = this.orm.em.fork();
-    const where: FilterQuery<File> = filters.length ? { $and: filters } : {};
-    const page: FilterQuery<File>[] = [...filters];
-    if (query.after) {
-      const cursor = decodeCursor(query.after);
+    const page: FilterQuery<File>[] = filters();
+    if (cursor) {
       page.push({
         $or: [{ uploadedAt: { $lt: cursor.uploadedAt } }, { uploadedAt: cursor.uploadedAt, id: { $lt: cursor.id } }],
       });
     }
+    const counted = filters();
     const [rows, totalCount] = await Promise.all([
       em.find(File, page.length ? { $and: page } : {}, {
         orderBy: [{ uploadedAt: 'desc' }, { id: 'desc' }],
         limit: query.first + 1,
         populate: ['author'],
       }),
-      em.fork().count(File, where),
+      em.fork().count(File, counted.length ? { $and: counted } : {}),
     ]);
     const files = rows.slice(0, query.first);
     return { files, cursors: files.map(encodeCursor), hasNextPage: rows.length > query.first, totalCount };
@@ -85,6 +85,7 @@ export class FileService {
 
   /** The newest file, optionally strictly before an instant (the "older than 30 days" view). */
   async newest(uploadedBefore?: Date | null): Promise<File | null> {
+    if (uploadedBefore) requireInstant(uploadedBefore, 'uploadedBefore');
     const [file] = await this.orm.em
       .fork()
       .find(File, uploadedBefore ? { uploadedAt: { $lt: uploadedBefore } } : {}, {
@@ -173,15 +174,31 @@ function assertMayChange(actor: User, file: File): void {
   if (!actor.isAdmin && file.author?.id !== actor.id) throw Errors.forbidden('Only the file\'s author or an admin may change it.');
 }
 
+/**
+ * `lower(name) like lower('%term%')`: the shape the trigram index `files_name_trgm` (on
+ * lower(name)) serves, so a substring search does not read every row. Both sides go through
+ * the database's lower(), so they fold case alike; `escapeLike` makes `%`, `_` and `\` plain
+ * characters (backslash is LIKE's default escape).
+ */
+export function nameContains(search: string): FilterQuery<File> {
+  return { [raw((alias) => `lower(${alias}.name)`)]: { $like: raw('lower(?)', [`%${escapeLike(search)}%`]) } } as FilterQuery<File>;
+}
+
 function encodeCursor(file: File): string {
   return Buffer.from(`${file.uploadedAt.toISOString()}|${file.id}`).toString('base64url');
 }
 
+/** What encodeCursor writes: toISOString of a date within years 1 to 9999 (4 digits). */
+const CURSOR_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
 function decodeCursor(cursor: string): { uploadedAt: Date; id: string } {
   const [iso, id] = Buffer.from(cursor, 'base64url').toString().split('|');
   const uploadedAt = new Date(iso);
-  if (!id || !isUuid(id) || Number.isNaN(uploadedAt.getTime())) throw Errors.badInput('after is not a cursor this API gave out.');
-  return { uploadedAt, id };
+  // A forged instant the database cannot compare with (year 0, or -271821) must not reach it.
+  if (!id || !isUuid(id) || !CURSOR_INSTANT.test(iso ?? '') || Number.isNaN(uploadedAt.getTime()) || uploadedAt.toISOString() !== iso) {
+    throw Errors.badInput('after is not a cursor this API gave out.');
+  }
+  return { uploadedAt: requireInstant(uploadedAt, 'after'), id };
 }
 
 /** `stem + suffix`, shortening the stem so the whole stays within the 255-byte name limit. */

@@ -3,6 +3,7 @@ import { User } from '../entities';
 import { Errors } from '../errors';
 import type { LoginThrottleService } from './login-throttle.service';
 import { hashPassword, verifyPassword } from './passwords';
+import { usernameKey } from './usernames';
 import { escapeLike, isUuid } from './validation';
 
 const MAX_USERNAME_LENGTH = 64;
@@ -63,19 +64,24 @@ export class UserService {
     try {
       await em.flush();
     } catch (err) {
-      // The case-insensitive unique index decides, so two concurrent creations cannot both win.
+      // The unique username_key (usernames.ts) decides, so two concurrent creations cannot both win.
       if (err instanceof UniqueConstraintViolationException) throw Errors.badInput(`The username "${username}" is taken.`);
       throw err;
     }
     return user;
   }
 
-  /** Changes the password and revokes every token issued before the change. */
-  async changePassword(user: User, oldPassword: string, newPassword: string): Promise<User> {
+  /**
+   * Changes the password and revokes every token issued before the change. The old password is
+   * guessed like a login's (a stolen token could try it over and over): the login throttle
+   * counts it, for the same username and address.
+   */
+  async changePassword(user: User, oldPassword: string, newPassword: string, address: string): Promise<User> {
+    checkPasswordStrength(newPassword, 'newPassword');
     const em = this.orm.em.fork();
     const current = await em.findOneOrFail(User, { id: user.id });
-    if (!(await verifyPassword(oldPassword, current.passwordHash))) throw Errors.forbidden('The old password is wrong.');
-    checkPasswordStrength(newPassword, 'newPassword');
+    const valid = await this.throttle.attempt(user.usernameKey, address, () => verifyPassword(oldPassword, current.passwordHash));
+    if (!valid) throw Errors.forbidden('The old password is wrong.');
     current.passwordHash = await hashPassword(newPassword);
     current.tokenVersion += 1;
     await em.flush();
@@ -90,12 +96,12 @@ export class UserService {
     checkPasswordStrength(newPassword, 'password');
     const em = this.orm.em.fork();
     // Found as login finds it.
-    const user = await em.findOne(User, { username: { $ilike: escapeLike(username) } });
+    const user = await em.findOne(User, { usernameKey: usernameKey(username) });
     if (!user) throw Errors.notFound(`User "${username}"`);
     user.passwordHash = await hashPassword(newPassword);
     user.tokenVersion += 1;
     await em.flush();
-    await this.throttle.recordSuccess(user.username);
+    await this.throttle.forgetFailures(user.usernameKey);
     return user;
   }
 }

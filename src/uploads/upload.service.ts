@@ -12,7 +12,7 @@ import type { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
 import type { UploadMetrics } from '../metrics';
 import type { FileService } from '../services/file.service';
-import { cleanDescription, cleanFilename, isUuid, parseMd5, requireByteCount } from '../services/validation';
+import { cleanDescription, cleanFilename, cleanMimeType, isUuid, parseMd5, requireByteCount } from '../services/validation';
 import { StorageUnavailableError, type ChunkWritten, type FileStore, type StoredUpload, type StoreState } from '../storage/file-store';
 import { BodySegments, BodyWatch, ChunkInspector, LeaseClock } from './chunk-pipeline';
 import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
@@ -101,6 +101,7 @@ export class UploadService {
 
   async start(owner: User, input: StartUploadInput): Promise<ChunkedUpload> {
     const filename = cleanFilename(input.filename);
+    const mimeType = cleanMimeType(input.mimeType);
     const totalSize = input.deferLength ? this.config.maxFileSize : requireByteCount(input.totalSize, 'totalSize');
     const expectedMd5 = input.expectedMd5 == null ? null : parseMd5(input.expectedMd5, 'md5');
     if (totalSize > this.config.maxFileSize) {
@@ -119,7 +120,7 @@ export class UploadService {
       filename,
       totalSize,
       description: cleanDescription(input.description ?? ''),
-      mimeType: input.mimeType?.trim() || mime.lookup(filename) || null,
+      mimeType: mimeType || mime.lookup(filename) || null,
       lengthDeferred: input.deferLength ?? false,
       expectedMd5,
       clientMetadata: input.clientMetadata ?? null,

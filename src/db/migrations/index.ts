@@ -3,6 +3,9 @@ import { Migration20261125010000 } from './Migration20261125010000_login_throttl
 import { Migration20261125020000 } from './Migration20261125020000_storage_state';
 import { Migration20261202000000 } from './Migration20261202000000_fenced_leases';
 import { Migration20261202100000 } from './Migration20261202100000_tus_uploads';
+import { Migration20261202200000 } from './Migration20261202200000_files_name_trgm';
+import { Migration20261202210000 } from './Migration20261202210000_username_key';
+import { Migration20261202220000 } from './Migration20261202220000_login_throttle_pairs';
 
 /** Listed explicitly so the compiled server needs no file globbing to find them. */
 export const migrations = [
@@ -11,4 +14,7 @@ export const migrations = [
   { name: 'Migration20261125020000_storage_state', class: Migration20261125020000 },
   { name: 'Migration20261202000000_fenced_leases', class: Migration20261202000000 },
   { name: 'Migration20261202100000_tus_uploads', class: Migration20261202100000 },
+  { name: 'Migration20261202200000_files_name_trgm', class: Migration20261202200000 },
+  { name: 'Migration20261202210000_username_key', class: Migration20261202210000 },
+  { name: 'Migration20261202220000_login_throttle_pairs', class: Migration20261202220000 },
 ];

@@ -44,7 +44,7 @@ export class UserResolver {
     @Arg('newPassword', () => String) newPassword: string,
     @Ctx() ctx: RequestContext,
   ): Promise<boolean> {
-    await ctx.services.users.changePassword(requireUser(ctx), oldPassword, newPassword);
+    await ctx.services.users.changePassword(requireUser(ctx), oldPassword, newPassword, ctx.clientAddress);
     return true;
   }
 }

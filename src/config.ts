@@ -40,7 +40,7 @@ const envSchema = z
     HEADERS_TIMEOUT: integer(1, 600).default(20),
     REQUEST_TIMEOUT: integer(1, 3600).default(30),
     MIN_BODY_RATE: integer(0).default(1024),
-    MAX_CONNECTIONS_PER_ADDRESS: integer(0).default(128),
+    MAX_CONNECTIONS_PER_ADDRESS: integer(0).optional(),
     MAX_STREAMS_PER_USER: integer(0).default(16),
     MAX_UPLOADS_IN_PROGRESS: integer(0).default(1000),
     CHUNK_FSYNC: booleanFlag.default(true),
@@ -207,7 +207,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, scope: ConfigSc
       headersTimeoutSeconds: e.HEADERS_TIMEOUT,
       requestTimeoutSeconds: e.REQUEST_TIMEOUT,
       minBodyRate: e.MIN_BODY_RATE,
-      maxConnectionsPerAddress: e.MAX_CONNECTIONS_PER_ADDRESS,
+      // Behind a proxy every connection comes from the proxy's address: no cap unless asked for.
+      maxConnectionsPerAddress: e.MAX_CONNECTIONS_PER_ADDRESS ?? (e.TRUST_PROXY && e.TRUST_PROXY !== 'false' ? 0 : 128),
       maxStreamsPerUser: e.MAX_STREAMS_PER_USER,
       maxUploadsInProgress: e.MAX_UPLOADS_IN_PROGRESS,
     },

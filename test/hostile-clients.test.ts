@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { loadConfig } from '../src/config';
 import { healthStatus, randomFile, type GraphQLClient } from './helpers/client';
 import { multipartHeaders, uploadChunkEnvelope } from './helpers/multipart';
 import { openChunkRequest } from './helpers/raw-chunk';
@@ -184,5 +185,11 @@ describe('hostile clients: deadlines, early refusals and caps', () => {
     idle.slice(0, 5).forEach((h) => h.socket.destroy());
     await eventually(async () => assert.equal(await healthOnNewConnection(server.url), 200));
     idle.forEach((h) => h.socket.destroy());
+  });
+
+  it('caps connections per address by default only when clients connect directly (behind a proxy all share its address)', () => {
+    assert.equal(loadConfig({}).limits.maxConnectionsPerAddress, 128);
+    assert.equal(loadConfig({ TRUST_PROXY: 'loopback' }).limits.maxConnectionsPerAddress, 0);
+    assert.equal(loadConfig({ TRUST_PROXY: 'loopback', MAX_CONNECTIONS_PER_ADDRESS: '500' }).limits.maxConnectionsPerAddress, 500);
   });
 });

@@ -89,13 +89,15 @@ describe(`upload lifecycle (${databaseKind})`, () => {
     await verifyDownload(alice, done.id, Buffer.alloc(0));
   });
 
-  it('cleans file names: path components and control characters go, NFD becomes NFC', async () => {
+  it('cleans file names: path components, control and bidi/zero-width characters go, NFD becomes NFC', async () => {
     const cases: [string, string][] = [
       ['../../etc/passwd', 'passwd'],
       ['C:\\Users\\me\\notes.txt', 'notes.txt'],
       ['bad\u0000na\u0007me\u009f.txt', 'badname.txt'],
       ['cafe\u0301.txt', 'caf\u00e9.txt'],
-      ['\u202ereversed.txt', '\u202ereversed.txt'],
+      // A right-to-left override would disguise the extension ("invoice\u202efdp.exe" shows as "invoiceexe.pdf").
+      ['invoice\u202efdp.exe', 'invoicefdp.exe'],
+      ['zero\u200bwidth\ufeff.txt', 'zerowidth.txt'],
     ];
     for (const [given, stored] of cases) {
       const upload = await alice.start(given, 1);

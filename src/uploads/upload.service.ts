@@ -215,7 +215,6 @@ export class UploadService {
       // An empty chunk is bad input, which outranks every refusal that needs the database.
       if (await watch.endsBeforeFirstByte()) throw Errors.badInput('The chunk is empty: send at least one byte.');
       if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
-      using _slot = this.takeStreamSlot(owner);
       return await this.writeBody(owner, input.uploadId, offset, watch, { expectedChunkMd5 });
     } catch (err) {
       // Up to the largest chunk: more than that is not read (the answer then closes the connection).
@@ -239,7 +238,6 @@ export class UploadService {
       const declaredLength = input.declaredLength === undefined ? undefined : requireByteCount(input.declaredLength, 'Upload-Length');
       if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
       await this.interruptStream(owner, input.uploadId);
-      using _slot = this.takeStreamSlot(owner);
       this.liveStreams.set(input.uploadId, { stop: () => input.body.destroy(Errors.uploadLocked()), done: interrupted.promise });
       return await this.writeBody(owner, input.uploadId, offset, watch, { segmented: true, declaredLength });
     } finally {
@@ -297,6 +295,9 @@ export class UploadService {
     const renewEveryMs = Math.min((this.config.uploadLockTtlSeconds * 1000) / 3, plan.segmented ? STREAM_RENEW_MS : Infinity);
     const renewal = this.keepLease(lease, clock, watch.body, renewEveryMs);
     try {
+      // Counted once the lease is held: a chunk that lost the race for it is refused as such
+      // (UPLOAD_LOCKED, OFFSET_MISMATCH), not as one stream too many.
+      using _slot = this.takeStreamSlot(owner);
       watch.pause();
       let stored = await this.fenceIfTakenOver(claimed, clock).catch((err: unknown) => {
         throw asStorageRefusal(err, offset);

@@ -12,7 +12,8 @@ const root = path.resolve('dist/test');
 const only = process.argv.slice(2);
 const files = readdirSync(root, { recursive: true })
   .filter((f) => f.endsWith('.test.js'))
-  .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
+  // A fragment picks a serial file only if it says "serial": `cli` must not start stalled-clients.serial.
+  .filter((f) => only.length === 0 || only.some((o) => f.includes(o) && (!f.endsWith('.serial.test.js') || o.includes('serial'))))
   .sort()
   .map((f) => path.join(root, f));
 const serial = files.filter((f) => f.endsWith('.serial.test.js'));

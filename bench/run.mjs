@@ -13,10 +13,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
-import pg from 'pg';
 import { graphqlUpload, rawUpload, tusUpload, verifyFiled, verifyStored } from './lib/drivers.mjs';
 import { BaselineApi, GraphQLApi, HttpClient, TusApi } from './lib/http-client.mjs';
 import { cpuSeconds, freePort, machineCpu, memory, startProcess, waitHealthy } from './lib/processes.mjs';
+import { withPg } from './lib/pg.mjs';
 import { GiB, KiB, MiB, TARGETS, report, requestLabel, sizeLabel } from './lib/report.mjs';
 import { generateSource, rangeKey } from './lib/source.mjs';
 import { sdkVsCurl } from './lib/sdk-vs-curl.mjs';
@@ -534,16 +534,6 @@ function latencyRow(size, samples) {
     maxMs: round(samples.length ? Math.max(...samples) : null, 1),
     allMs: samples.map((s) => round(s, 1)),
   };
-}
-
-async function withPg(url, work) {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
 }
 
 /** The goals for our server's GraphQL path, each ratio against both baselines. */

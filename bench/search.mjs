@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
+import { withPg } from './lib/pg.mjs';
 import { freePort, startProcess, waitHealthy } from './lib/processes.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -31,16 +31,6 @@ const TERMS = [
   ['no match', 'zzqx-nothing'],
   ['200 × "%_" characters (the limit)', '%_'.repeat(100)],
 ];
-
-async function withPg(url, work) {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
 
 async function graphql(url, token, query, variables) {
   const res = await fetch(`${url}/graphql`, {

@@ -8,16 +8,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import pino from 'pino';
-import { createApp } from '../src/app';
-import { loadConfig } from '../src/config';
 import { describeDatabase } from '../src/startup';
 import { expectCode } from './helpers/assert';
 import { runCli, SERVER_CLI, show, UPLOAD_CLI, type Run } from './helpers/cli';
 import { GraphQLClient, LOGIN } from './helpers/client';
 import { databaseKind } from './helpers/database';
 import { ProcessFixture, spawnServer } from './helpers/process';
-import { ADMIN } from './helpers/server';
+import { ADMIN, withServer } from './helpers/server';
 import { eventually } from './helpers/timing';
 
 const MAIN = path.resolve(__dirname, '../src/main.js');
@@ -62,15 +59,6 @@ describe(`command-line and start-up safety (${databaseKind})`, () => {
     return server;
   }
 
-  /** The server in this process over `env`'s DATA_DIR and database, until `work` is done. */
-  async function withServer(env: Record<string, string>, work: (client: GraphQLClient) => Promise<void>): Promise<void> {
-    const app = await createApp(loadConfig({ ...env, LOG_LEVEL: 'silent' }), pino({ level: 'silent' }));
-    try {
-      await work(GraphQLClient.for(await app.listen(0, '127.0.0.1')));
-    } finally {
-      await app.close();
-    }
-  }
 
   it('while the server runs, the CLI changes users it sees (PostgreSQL) or is refused in one line naming the embedded database', async () => {
     const env = await freshEnv();

@@ -4,9 +4,6 @@ import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
-import pino from 'pino';
-import { createApp } from '../src/app';
-import { loadConfig } from '../src/config';
 import { migrations } from '../src/db/migrations';
 import { describeDatabase } from '../src/startup';
 import { runCli, SERVER_CLI as CLI, show, type Run } from './helpers/cli';
@@ -14,22 +11,13 @@ import { GraphQLClient, randomFile } from './helpers/client';
 import { databaseKind } from './helpers/database';
 import { exists } from './helpers/files';
 import { ProcessFixture, spawnServer } from './helpers/process';
-import { ADMIN } from './helpers/server';
+import { ADMIN, withServer } from './helpers/server';
 import { sleep } from './helpers/timing';
 import { sendChunks } from './helpers/upload';
 
 describe(`command-line tool (${databaseKind})`, () => {
   const fixture = new ProcessFixture();
   const freshEnv = () => fixture.freshEnv('upload-cli-test');
-  /** Runs the server in this process over `env` until `work` is done. */
-  async function withServer(env: Record<string, string>, work: (client: GraphQLClient) => Promise<void>): Promise<void> {
-    const app = await createApp(loadConfig({ ...env, LOG_LEVEL: 'silent' }), pino({ level: 'silent' }));
-    try {
-      await work(GraphQLClient.for(await app.listen(0, '127.0.0.1')));
-    } finally {
-      await app.close();
-    }
-  }
 
   /** Runs that fail before touching a database: started in before() so they overlap the slow ones. */
   let early: Promise<{ badPort: Run; several: Run; missing: Run; badDir: string }>;

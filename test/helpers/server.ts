@@ -90,3 +90,16 @@ export async function startServers(...envs: Record<string, string>[]): Promise<T
   }
   return started.map((s) => (s as PromiseFulfilledResult<TestServer>).value);
 }
+
+/**
+ * The server in this process over `env` (an environment as a user would give it: its DATA_DIR
+ * and database), until `work` is done; for tests that also run CLI commands on the same data.
+ */
+export async function withServer(env: Record<string, string>, work: (client: GraphQLClient) => Promise<void>): Promise<void> {
+  const app = await createApp(loadConfig({ ...env, LOG_LEVEL: 'silent' }), pino({ level: 'silent' }));
+  try {
+    await work(GraphQLClient.for(await app.listen(0, '127.0.0.1')));
+  } finally {
+    await app.close();
+  }
+}

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -23,6 +24,10 @@ function sendAndHold(url: string, text: string): { connected: Promise<void>; clo
     connected: new Promise((resolve) => socket.once('connect', () => resolve())),
     closed: new Promise((resolve) => socket.once('close', () => resolve())),
   };
+}
+
+function openDescriptors(): number {
+  return readdirSync('/proc/self/fd').length;
 }
 
 /** GET /healthz on a connection of its own (fetch would reuse a pooled one); 0 if refused. */
@@ -92,6 +97,8 @@ describe('hostile clients: deadlines, early refusals and caps', () => {
 
   it('closes connections whose headers or JSON body never finish, and stays responsive meanwhile', async () => {
     const url = server.url;
+    // The server runs in this process: its sockets are among our descriptors.
+    const baselineFds = openDescriptors();
     const held = [
       ...Array.from({ length: 10 }, () => sendAndHold(url, 'POST /graphql HTTP/1.1\r\nHost: x\r\n')),
       ...Array.from({ length: 10 }, () =>
@@ -99,10 +106,13 @@ describe('hostile clients: deadlines, early refusals and caps', () => {
       ),
     ];
     await sleep(200);
+    assert.ok(openDescriptors() >= baselineFds + 30, 'both ends of the held connections are counted here');
     const started = Date.now();
     assert.equal(await healthStatus(url), 200);
     assert.ok(Date.now() - started < 2000, '/healthz answers while the slow clients hold their connections');
     await withTimeout(Promise.all(held.map((h) => h.closed)), 15_000, 'the server closing every stalled connection');
+    // Both ends of 20 connections were open: a server that kept its end would hold 20 more.
+    await eventually(() => assert.ok(openDescriptors() <= baselineFds + 5, `descriptors back to ${baselineFds}, not ${openDescriptors()}`));
   });
 
   it('refuses an upload without a valid token after reading at most about the largest chunk, and says so', async () => {

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { expectCode, expectOk } from './helpers/assert';
 import { FILE_FIELDS, md5, randomFile, type GraphQLClient } from './helpers/client';
 import { databaseKind } from './helpers/database';
+import { exists } from './helpers/files';
 import { startServer, type TestServer } from './helpers/server';
 import { completeAndVerify, sendChunks, uploadFile, verifyDownload } from './helpers/upload';
 
@@ -123,6 +124,8 @@ describe(`upload lifecycle (${databaseKind})`, () => {
   it('lists my uploads newest first, filtered by status, and aborts', async () => {
     const carol = await server.admin.newUser(); // a user of her own: her list is exactly what this test made
     const first = await carol.start('a.bin', 10);
+    await sendChunks(carol, first.id, randomFile(10), 0, 4, 4);
+    assert.equal(await exists(path.join(server.dataDir, 'uploads', `${first.id}.part`)), true, 'the first chunk made the partial file');
     const second = await carol.start('b.bin', 10);
     assert.equal(expectOk(await carol.abort(first.id)).abortUpload.status, 'ABORTED');
     const { myUploads } = await carol.data(`{ myUploads { id status } }`);

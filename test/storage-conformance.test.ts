@@ -164,6 +164,22 @@ function conformance(name: string, env: () => Record<string, string>, skip: stri
       assert.equal(md5(await readAll(await store.readFile(current.id))), md5(bytes), 'the file is exactly the bytes the current holders wrote');
     });
 
+    it('fences off an older writer even before the first byte (no partial bytes exist yet)', { timeout: 60_000 }, async () => {
+      const bytes = randomFile(11 * MiB + 5);
+      const upload = await start(bytes.length);
+      const taker = lease();
+      const fencedState = await store.fenceOlderWriters(upload, taker);
+      await store.stateCommitted(upload.id, upload.state, fencedState);
+      let current = await writeAll(store, { ...upload, state: fencedState }, bytes.subarray(0, 5 * MiB), [5 * MiB]);
+
+      // The older writer wakes with the state it read before the takeover, past its own checks.
+      await store.writeChunk(upload, chunksOf(randomFile(6 * MiB)), lease()).catch(() => undefined);
+
+      current = await writeAll(store, current, bytes, [5 * MiB]);
+      await store.publishUpload(current, current.id);
+      assert.equal(md5(await readAll(await store.readFile(current.id))), md5(bytes), 'the file is exactly the bytes the current holder wrote');
+    });
+
     it('publishes idempotently (a completion retried after its commit was lost)', async () => {
       const bytes = randomFile(1000);
       const upload = await writeAll(store, await start(bytes.length), bytes, [1000]);

@@ -60,11 +60,11 @@ export class DiskStore implements FileStore {
     return Math.max(1, Math.min(PREFERRED_CHUNK_BYTES, totalSize));
   }
 
-  async createUpload(uploadId: string): Promise<null> {
-    await storageCall(async () => {
-      const fh = await open(this.partPath(uploadId, null), constants.O_CREAT | constants.O_WRONLY | constants.O_TRUNC, 0o600);
-      await fh.close();
-    });
+  /**
+   * Nothing to do: the part file appears with the first bytes, so an upload that is started and
+   * never sent costs a row, not an inode (a user could start thousands).
+   */
+  async createUpload(): Promise<null> {
     return null;
   }
 
@@ -78,9 +78,11 @@ export class DiskStore implements FileStore {
       try {
         await copyFile(from, to, constants.COPYFILE_FICLONE);
       } catch (err) {
+        if (!isNotFound(err)) throw err;
         // Already published by a completion that died before its commit: nothing left to fence.
-        if (isNotFound(err)) return false;
-        throw err;
+        if (upload.offset > 0) return false;
+        // No byte sent yet: the new generation still needs a file of its own.
+        await (await open(to, 'w', 0o600)).close();
       }
       await truncate(to, upload.offset);
       if (this.options.fsync) {
@@ -93,8 +95,10 @@ export class DiskStore implements FileStore {
   }
 
   async writeChunk(upload: StoredUpload, data: Readable, lease: WriterLease): Promise<ChunkWritten> {
-    // 'r+' never creates: a lost part file is an error, not a silently zero-filled upload.
-    const fh = await storageCall(() => open(this.partPath(upload.id, upload.state), 'r+'));
+    // Created by the first bytes only: a part file lost later is an error, not a silently
+    // zero-filled upload.
+    const flags = upload.offset === 0 ? constants.O_RDWR | constants.O_CREAT : 'r+';
+    const fh = await storageCall(() => open(this.partPath(upload.id, upload.state), flags, 0o600));
     let out: WriteStream | undefined;
     try {
       // Checked once the handle is open: a writer frozen before this point finds its lease gone,
@@ -127,6 +131,8 @@ export class DiskStore implements FileStore {
         await rename(this.partPath(upload.id, upload.state), target);
       } catch (err) {
         if (!isNotFound(err)) throw err;
+        // An empty file never had bytes, so never a part file.
+        if (upload.totalSize === 0) await (await open(target, 'w', 0o600)).close();
         const published = await stat(target).catch(() => null);
         if (published?.size !== upload.totalSize) throw new FileMissingError(`upload ${upload.id}`);
       }

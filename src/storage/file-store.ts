@@ -26,7 +26,10 @@ export interface StoredUpload {
 
 export interface ChunkWritten {
   bytesWritten: number;
-  /** The state to commit with the new offset. */
+  /**
+   * The state to commit with the new offset: the very object the upload had when the write
+   * changed nothing in it (then its commit may skip the database's WAL flush).
+   */
   state: StoreState;
 }
 

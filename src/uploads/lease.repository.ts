@@ -118,8 +118,15 @@ export class LeaseRepository {
    * Counts a written chunk and releases the lease in one statement: offset, md5 state and
    * storage state always move together. Undefined if the lease was lost meanwhile.
    * `keepLease` renews it instead, for a writer with more of the same body to come.
+   *
+   * `flushWal: false` commits without waiting for the WAL flush, for a chunk whose bytes are
+   * already durable and whose storage state did not change: a database crash can then only move
+   * the upload back to an earlier consistent point (offset, md5 state and storage state of an
+   * earlier commit), whose bytes are all still there, and the client resends from
+   * `upload(id).offset`. A commit whose storage state changed must flush: once it is committed,
+   * what only the previous state needed is deleted (S3 tail segments).
    */
-  async commitChunk(lease: Lease, chunk: ChunkCommit, { keepLease = false } = {}): Promise<ChunkedUpload | undefined> {
+  async commitChunk(lease: Lease, chunk: ChunkCommit, { keepLease = false, flushWal = true } = {}): Promise<ChunkedUpload | undefined> {
     const leaseAfter = keepLease
       ? 'lease_expires_at = now() + make_interval(secs => ?)'
       : 'lease_token = null, lease_expires_at = null';
@@ -127,8 +134,9 @@ export class LeaseRepository {
       `update chunked_uploads
           set "offset" = "offset" + ?, md5_state = ?, storage_state = ?::jsonb, ${leaseAfter},
               updated_at = now(), expires_at = now() + make_interval(secs => ?)
+         ${flushWal ? '' : "from (select set_config('synchronous_commit', 'off', true)) no_flush"}
         where id = ? and lease_token = ? and "offset" = ?
-        returning *`,
+        returning chunked_uploads.*`,
       [
         chunk.bytesWritten,
         Buffer.from(chunk.md5State),

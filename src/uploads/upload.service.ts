@@ -365,11 +365,11 @@ export class UploadService {
   }
 
   /** Counts what was written: offset, md5 and storage state in one conditional statement. */
-  private async commit(lease: Lease, stored: StoredUpload, { written, md5State }: { written: ChunkWritten; md5State: Uint8Array }, options: { keepLease: boolean }): Promise<ChunkedUpload> {
+  private async commit(lease: Lease, stored: StoredUpload, { written, md5State }: { written: ChunkWritten; md5State: Uint8Array }, { keepLease }: { keepLease: boolean }): Promise<ChunkedUpload> {
     const committed = await this.leases.commitChunk(
       lease,
       { offset: stored.offset, bytesWritten: written.bytesWritten, md5State, storageState: written.state },
-      options,
+      { keepLease, flushWal: written.state !== stored.state },
     );
     if (!committed) {
       this.log.error({ uploadId: stored.id, offset: stored.offset }, 'a chunk writer lost its lease while writing; its bytes were not counted');

@@ -11,13 +11,12 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Polls until `check` passes or the time runs out (for effects that land asynchronously); the last failure is thrown. */
-export async function eventually(check: () => Promise<void> | void, timeoutMs = 5000): Promise<void> {
+/** Polls until `check` passes (its result) or the time runs out (for effects that land asynchronously); the last failure is thrown. */
+export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 5000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      await check();
-      return;
+      return await check();
     } catch (err) {
       if (Date.now() > deadline) throw err;
       await sleep(50);

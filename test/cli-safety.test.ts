@@ -12,7 +12,7 @@ import { describeDatabase } from '../src/startup';
 import { expectCode } from './helpers/assert';
 import { runCli, SERVER_CLI, show, UPLOAD_CLI, type Run } from './helpers/cli';
 import { GraphQLClient, LOGIN } from './helpers/client';
-import { databaseKind } from './helpers/database';
+import { databaseKind, NEEDS_POSTGRES } from './helpers/database';
 import { ProcessFixture, spawnServer } from './helpers/process';
 import { ADMIN, withServer } from './helpers/server';
 import { eventually } from './helpers/timing';
@@ -195,6 +195,25 @@ describe(`command-line and start-up safety (${databaseKind})`, () => {
       assert.equal(onlyLine(run), expected);
       assert.doesNotMatch(run.stdout + run.stderr, /s3cret/);
     }
+  });
+
+  it('a DATABASE_URL naming a database that does not exist: one line saying so, and no database is created', { skip: NEEDS_POSTGRES }, async () => {
+    const url = new URL(process.env.TEST_DATABASE_URL!);
+    const name = `upload_typo_${process.pid}_${Date.now()}`;
+    url.pathname = `/${name}`;
+    const env = { NODE_ENV: 'test', DATA_DIR: await fixture.tempDir('cli-typo'), DATABASE_URL: url.toString(), PORT: '0' };
+    const expected =
+      `The database "${name}" does not exist (${describeDatabase({ databaseUrl: env.DATABASE_URL, dataDir: env.DATA_DIR })}): ` +
+      `check DATABASE_URL, or create it with \`createdb ${name}\`; the server never creates a database.`;
+    for (const run of await Promise.all([runCli(['serve'], env), runCli(['users'], env)])) {
+      assert.equal(run.code, 1, show(run));
+      assert.equal(onlyLine(run), expected);
+    }
+    const client = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+    await client.connect();
+    const { rows } = await client.query('select 1 from pg_database where datname = $1', [name]);
+    await client.end();
+    assert.equal(rows.length, 0, 'no database was created for the mistyped name');
   });
 
   it('reset-password takes --password, a pipe or a hidden prompt; it revokes tokens and lifts a login lock; users lists everyone', async () => {

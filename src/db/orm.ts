@@ -39,6 +39,8 @@ export function ormOptions(target: DatabaseTarget): { options: Options; embedded
         ...shared,
         driver: PostgreSqlDriver,
         clientUrl: target.databaseUrl,
+        // A database name mistyped in DATABASE_URL must fail, not get a new, empty database.
+        ensureDatabase: false,
         pool: { min: 0, max: 10 },
         // Merged into knex's options: its dialect, which tells a lost connection by class.
         driverOptions: { client: PostgreSqlConnectionAwareDialect },
@@ -162,5 +164,11 @@ function unreachable(err: unknown, target: DatabaseTarget): StartupError | undef
   // SQLSTATE class 28 (authentication), 3D000 (no such database): pg reports them as it connects.
   const code = String((err as { code?: unknown } | null)?.code ?? '');
   if (!connecting && !/^28|^3D000$/.test(code)) return undefined;
+  if (code === '3D000') {
+    const name = decodeURIComponent(new URL(target.databaseUrl).pathname.slice(1));
+    return new StartupError(
+      `The database ${JSON.stringify(name)} does not exist (${describeDatabase(target)}): check DATABASE_URL, or create it with \`createdb ${name}\`; the server never creates a database.`,
+    );
+  }
   return new StartupError(`Cannot connect to ${describeDatabase(target)}: ${(err as Error).message}. Is it running, and is DATABASE_URL right?`);
 }

@@ -25,6 +25,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SERVER_MAIN = path.join(ROOT, 'dist/src/main.js');
 const BASELINE_MAIN = path.join(ROOT, 'bench/baseline-server.mjs');
 const TUS_REFERENCE_MAIN = path.join(ROOT, 'bench/tus-reference-server.mjs');
+const LINK_PROXY_MAIN = path.join(ROOT, 'bench/link-proxy.mjs');
 /** A tus chunk size: the whole file in one PATCH (tus-js-client's default chunkSize). */
 const WHOLE = Infinity;
 
@@ -42,6 +43,11 @@ const HELP = `Usage: npm run bench -- [options]      (or: node bench/run.mjs [op
   --server-node-args="ARGS"  extra node flags for the server (note the =), e.g.
                        --server-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
   --env KEY=VALUE      more environment for the server (repeatable), e.g. --env BODY_TIMEOUT=120
+  --rtt MS             also measure over a slow link: a proxy (bench/link-proxy.mjs) in front of
+                       each server adds MS of round-trip time and caps the bandwidth (--rate)
+  --rate MBIT          the link's bandwidth in Mbit/s, each direction (default 1000; needs --rtt)
+  --link-only          with --rtt: measure only over the link
+  --skip-sdk           leave out the SDK-vs-curl comparison (about 40 s)
   --out FILE           where to write the JSON (default bench/results/latest.json)
   --keep               keep the temporary directory (source file, data, server logs)
   --help
@@ -61,6 +67,7 @@ const PROFILES = {
     smallChunk: 64 * KiB,
     smallSize: 16 * MiB,
     warmupSize: 16 * MiB,
+    linkSize: 1 * GiB,
   },
   quick: {
     seqSize: 64 * MiB,
@@ -75,6 +82,7 @@ const PROFILES = {
     smallChunk: 64 * KiB,
     smallSize: 4 * MiB,
     warmupSize: 8 * MiB,
+    linkSize: 128 * MiB,
   },
 };
 
@@ -110,6 +118,10 @@ function parseOptions() {
       env: { type: 'string', multiple: true, default: [] },
       out: { type: 'string', default: path.join(ROOT, 'bench/results/latest.json') },
       keep: { type: 'boolean', default: false },
+      rtt: { type: 'string' },
+      rate: { type: 'string' },
+      'link-only': { type: 'boolean', default: false },
+      'skip-sdk': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -120,13 +132,16 @@ function parseOptions() {
   if (values.fsync !== undefined && !['true', 'false'].includes(values.fsync)) throw new Error('--fsync takes true or false');
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs takes a whole number ≥ 1');
+  const link = values.rtt === undefined ? undefined : { rttMs: Number(values.rtt), rateMbit: Number(values.rate ?? 1000) };
+  if (link && !(link.rttMs >= 0 && link.rateMbit > 0)) throw new Error('--rtt takes milliseconds ≥ 0 and --rate Mbit/s > 0');
+  if (!link && (values.rate !== undefined || values['link-only'])) throw new Error('--rate and --link-only need --rtt');
   const extraEnv = {};
   for (const pair of values.env) {
     const eq = pair.indexOf('=');
     if (eq < 1) throw new Error(`--env takes KEY=VALUE, not ${JSON.stringify(pair)}`);
     extraEnv[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
-  return { ...values, runs, extraEnv, profileName: values.quick ? 'quick' : 'full', profile: PROFILES[values.quick ? 'quick' : 'full'] };
+  return { ...values, runs, link, extraEnv, profileName: values.quick ? 'quick' : 'full', profile: PROFILES[values.quick ? 'quick' : 'full'] };
 }
 
 /** What the server makes of CHUNK_FSYNC (unset: its default), read from its compiled config rather than repeated here. */
@@ -164,7 +179,8 @@ class Bench {
 
     // One random source file; every upload is a byte range of it, with its md5 known up front.
     const p = this.p;
-    this.sourceSize = Math.max(p.seqSize, p.concurrency * p.concSize, ...p.completeSizes, p.smallSize, p.warmupSize);
+    const linkSize = this.options.link ? p.linkSize : 0;
+    this.sourceSize = Math.max(p.seqSize, p.concurrency * p.concSize, ...p.completeSizes, p.smallSize, p.warmupSize, linkSize);
     this.source = path.join(this.tmp, 'source.bin');
     const ranges = [
       { start: 0, length: p.seqSize },
@@ -173,6 +189,7 @@ class Bench {
       { start: 0, length: p.smallSize },
       { start: 0, length: p.warmupSize },
       { start: 0, length: Math.min(p.warmupSize, 2 * MiB) },
+      ...(linkSize ? [{ start: 0, length: linkSize }] : []),
     ];
     progress(`generating ${sizeLabel(this.sourceSize)} of random data in ${this.source}`);
     this.sums = await generateSource(this.source, this.sourceSize, ranges);
@@ -188,6 +205,20 @@ class Bench {
     const failed = starts.find((s) => s.status === 'rejected');
     if (failed) throw failed.reason;
     this.raw = { 'raw-http': starts[1].value, 'raw-safe': starts[2].value };
+    this.apis = { graphql: this.api, tus: this.tusApi, 'tus-ref': this.tusRefApi, raw: this.raw };
+  }
+
+  /** A bench/link-proxy.mjs process in front of `targetUrl`; resolves with a client through it. */
+  async startLink(name, targetUrl) {
+    const port = await freePort();
+    const { rttMs, rateMbit } = this.options.link;
+    const env = { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', TARGET_PORT: new URL(targetUrl).port, RTT_MS: String(rttMs), RATE_MBIT: String(rateMbit) };
+    const proc = startProcess(`link-${name}`, [LINK_PROXY_MAIN], env, path.join(this.tmp, `link-${name}.log`));
+    this.cleanups.unshift(() => proc.stop());
+    const http = new HttpClient(`http://127.0.0.1:${port}${new URL(targetUrl).pathname}`);
+    this.cleanups.unshift(() => http.close());
+    await waitHealthy(proc, `${http.base}`, { ok: (status) => status > 0 });
+    return http;
   }
 
   async startServer() {
@@ -288,15 +319,15 @@ class Bench {
    * One upload of the source range { start, size } to `target` (a TARGETS name), in requests of
    * `chunkSize` bytes (WHOLE: one request), timed and checked; a failure is recorded, not thrown.
    */
-  async upload(target, spec) {
+  async upload(target, spec, apis = this.apis) {
     const md5 = this.sums.get(rangeKey(spec.start, spec.size));
     const run = { ok: false, size: spec.size, chunkSize: Math.min(spec.chunkSize, spec.size) };
     try {
       const { source } = this;
-      if (target === 'graphql') await graphqlUpload({ api: this.api, source, md5 }, spec, run);
-      else if (target === 'tus') await tusUpload({ api: this.tusApi, source, verify: verifyFiled(this.api, md5, spec.size) }, spec, run);
-      else if (target === 'tus-ref') await tusUpload({ api: this.tusRefApi, source, verify: verifyStored(this.tusRefDir, spec.size) }, spec, run);
-      else await rawUpload({ ...this.raw[target], source, md5 }, spec, run);
+      if (target === 'graphql') await graphqlUpload({ api: apis.graphql, source, md5 }, spec, run);
+      else if (target === 'tus') await tusUpload({ api: apis.tus, source, verify: verifyFiled(this.api, md5, spec.size) }, spec, run);
+      else if (target === 'tus-ref') await tusUpload({ api: apis['tus-ref'], source, verify: verifyStored(this.tusRefDir, spec.size) }, spec, run);
+      else await rawUpload({ ...apis.raw[target], source, md5 }, spec, run);
       Object.assign(run, { ok: true, mbps: mbps(spec.size, run.seconds) });
     } catch (err) {
       run.error = err.message;
@@ -477,6 +508,45 @@ class Bench {
     };
   }
 
+  /**
+   * One large file over a slow link (--rtt, --rate): our GraphQL path in 8 MiB chunks, one tus
+   * PATCH of the whole file (ours and @tus/server), and one raw-http request of the whole file,
+   * the single stream a link allows at best.
+   */
+  async overLink() {
+    const { linkSize } = this.p;
+    const { rttMs, rateMbit } = this.options.link;
+    const [serverLink, rawLink, tusRefLink] = await Promise.all([
+      this.startLink('server', this.serverUrl),
+      this.startLink('raw-http', this.raw['raw-http'].api.http.base),
+      this.startLink('tus-ref', this.tusRefApi.http.base),
+    ]);
+    const apis = {
+      graphql: new GraphQLApi(serverLink, this.api.token),
+      tus: new TusApi(serverLink, { path: '/tus/', token: this.api.token }),
+      'tus-ref': new TusApi(tusRefLink, { path: '/files/' }),
+      raw: { 'raw-http': { ...this.raw['raw-http'], api: new BaselineApi(rawLink) } },
+    };
+    const chunkSizes = { graphql: 8 * MiB, tus: WHOLE, 'tus-ref': WHOLE, 'raw-http': WHOLE };
+    const targets = Object.keys(chunkSizes);
+    progress(`over a ${rttMs} ms RTT, ${rateMbit} Mbit/s link: ${sizeLabel(linkSize)} × ${this.options.runs} runs: ${targets.join(', ')}`);
+    const measured = await this.rotated(targets, linkSize, (target) =>
+      this.upload(target, { start: 0, size: linkSize, chunkSize: chunkSizes[target], label: 'link' }, apis),
+    );
+    await this.notePhase('link');
+    return {
+      rttMs,
+      rateMbit,
+      size: linkSize,
+      linkMBps: round((rateMbit * 1e6) / 8 / 1e6, 1),
+      chunkSizes: Object.fromEntries(targets.map((t) => [t, chunkSizes[t] === WHOLE ? null : chunkSizes[t]])),
+      targets: this.summarize(measured, (r) => r.mbps, 'MBps', 1, (m) => ({
+        cpuSecondsPerGiB: round(m.cpu.cpuSeconds / (m.cpu.bytes / GiB), 3),
+        runs: m.runs.map(({ ok, seconds, mbps, error }) => ({ ok, seconds, mbps, error })),
+      })),
+    };
+  }
+
   async resources() {
     const processes = {};
     for (const [name, proc] of Object.entries(this.procs)) {
@@ -496,14 +566,19 @@ class Bench {
     const machine0 = await machineCpu();
     const cpu0 = Object.fromEntries(await Promise.all(Object.entries(this.procs).map(async ([n, proc]) => [n, await cpuSeconds(proc.pid)])));
     await this.warmUp();
-    const sequential = await this.sequential();
-    const concurrent = await this.concurrent();
-    const completeUpload = await this.completeLatency();
-    const smallChunks = await this.smallChunks();
-    const sdk = await sdkVsCurl(this, progress).catch((err) => {
-      this.failures.push({ target: 'sdk-vs-curl', label: 'sdk-vs-curl', size: 0, chunkSize: 0, error: err.message });
-      return { error: err.message };
-    });
+    const all = !this.options['link-only'];
+    const sequential = all ? await this.sequential() : undefined;
+    const concurrent = all ? await this.concurrent() : undefined;
+    const completeUpload = all ? await this.completeLatency() : undefined;
+    const smallChunks = all ? await this.smallChunks() : undefined;
+    const sdk =
+      all && !this.options['skip-sdk']
+        ? await sdkVsCurl(this, progress).catch((err) => {
+            this.failures.push({ target: 'sdk-vs-curl', label: 'sdk-vs-curl', size: 0, chunkSize: 0, error: err.message });
+            return { error: err.message };
+          })
+        : undefined;
+    const link = this.options.link ? await this.overLink() : undefined;
     const resources = await this.resources();
     const clientCpu = process.cpuUsage(clientCpu0);
     resources.client = { cpuSecondsTotal: round((clientCpu.user + clientCpu.system) / 1e6, 2) };
@@ -521,7 +596,7 @@ class Bench {
       busyShare: round((machine1.busySeconds - machine0.busySeconds) / (machine1.totalSeconds - machine0.totalSeconds), 3),
       otherProcessesCpuSeconds: round(machine1.busySeconds - machine0.busySeconds - ours, 1),
     };
-    return { sequential, concurrent, completeUpload, smallChunks, sdkVsCurl: sdk, resources };
+    return { sequential, concurrent, completeUpload, smallChunks, sdkVsCurl: sdk, link, resources };
   }
 }
 
@@ -538,6 +613,7 @@ function latencyRow(size, samples) {
 
 /** The goals for our server's GraphQL path, each ratio against both baselines. */
 function targets(results) {
+  if (!results.sequential) return [];
   const seq = (size) => results.sequential.find((r) => r.chunkSize === size && !r.oneRequest)?.targets.graphql;
   const lat = results.completeUpload;
   const latencyRatio = lat.at(-1).medianMs != null && lat[0].medianMs ? lat.at(-1).medianMs / lat[0].medianMs : null;

@@ -50,6 +50,56 @@ export function report(out) {
   lines.push('MB/s = 10^6 bytes/s. × raw-http, × raw-safe: the rate over that baseline\'s in the same scenario, same run.');
   lines.push('server, GraphQL: startUpload → every chunk → completeUpload (md5 verified). server, tus: POST → every PATCH (filed with');
   lines.push('the right md5, checked afterwards). @tus/server: POST → every PATCH (@tus/file-store: no md5, no fsync). raw-safe: md5 + fsync.');
+  if (results.sequential) lines.push(...loopbackSections(results, meta));
+  if (results.link) lines.push(...linkSection(results.link, meta));
+  const res = results.resources;
+  lines.push('');
+  lines.push(
+    table(
+      ['process', 'peak RSS MiB', 'after start-up', 'CPU s measuring'],
+      Object.entries(PROCESSES).map(([name, label]) => [label, f1(res.processes[name].peakRssMiB), f1(res.peakRssMiBAfterPhase.idle?.[name]), f2(res.processes[name].cpuSecondsMeasuring)]),
+      ['l'],
+    ),
+  );
+  lines.push('(peak RSS: VmHWM; the server\'s "after start-up" includes one login)');
+  lines.push(
+    `CPU while measuring (${res.machine.wallSeconds} s): bench client ${res.client.cpuSecondsTotal} s, other processes on the machine ` +
+      `${res.machine.otherProcessesCpuSeconds} s; the machine's CPUs were ${Math.round(res.machine.busyShare * 100)}% busy.`,
+  );
+  if (out.targets.length) {
+    lines.push('');
+    lines.push('Targets (information)');
+    lines.push(table(['', 'value', 'goal', 'met'], out.targets.map((t) => [t.name, t.value, t.goal, t.met ? 'yes' : 'NO']), ['l']));
+  }
+  if (out.failures.length) {
+    lines.push('');
+    lines.push(`FAILED RUNS (${out.failures.length}): excluded from the medians`);
+    for (const f of out.failures) lines.push(`  ${f.target} ${f.label} (${sizeLabel(f.size)}, ${sizeLabel(f.chunkSize)} per request): ${f.error}`);
+  }
+  return lines.join('\n');
+}
+
+/** Over the slow link: every target against the single raw stream and the link's own rate. */
+function linkSection(link, meta) {
+  const raw = link.targets['raw-http']?.MBps;
+  const rows = Object.entries(link.targets).map(([name, t]) => [
+    TARGETS[name].label,
+    link.chunkSizes[name] == null ? 'whole file' : sizeLabel(link.chunkSizes[name]),
+    f1(t.MBps),
+    raw ? f2(t.MBps / raw) : null,
+    f2(t.MBps / link.linkMBps),
+    f2(t.cpuSecondsPerGiB),
+  ]);
+  return [
+    '',
+    `Over a link of ${link.rttMs} ms RTT and ${link.rateMbit} Mbit/s (bench/link-proxy.mjs): ${sizeLabel(link.size)}, median of ${meta.runs}`,
+    table(['target', 'per request', 'MB/s', '× one raw stream', '× link rate', 'CPU s/GiB'], rows, ['l', 'l']),
+    'Parallel parts (uploadPart) are not served yet: the SDK sends one chunk at a time.',
+  ];
+}
+
+function loopbackSections(results, meta) {
+  const lines = [];
   lines.push('');
   lines.push(`Sequential upload of ${sizeLabel(results.sequential[0].size)}, median of ${meta.runs}`);
   const seqRows = results.sequential.flatMap((row) =>
@@ -79,27 +129,5 @@ export function report(out) {
       ['l'],
     ),
   );
-  const res = results.resources;
-  lines.push('');
-  lines.push(
-    table(
-      ['process', 'peak RSS MiB', 'after start-up', 'CPU s measuring'],
-      Object.entries(PROCESSES).map(([name, label]) => [label, f1(res.processes[name].peakRssMiB), f1(res.peakRssMiBAfterPhase.idle?.[name]), f2(res.processes[name].cpuSecondsMeasuring)]),
-      ['l'],
-    ),
-  );
-  lines.push('(peak RSS: VmHWM; the server\'s "after start-up" includes one login)');
-  lines.push(
-    `CPU while measuring (${res.machine.wallSeconds} s): bench client ${res.client.cpuSecondsTotal} s, other processes on the machine ` +
-      `${res.machine.otherProcessesCpuSeconds} s; the machine's CPUs were ${Math.round(res.machine.busyShare * 100)}% busy.`,
-  );
-  lines.push('');
-  lines.push('Targets (information)');
-  lines.push(table(['', 'value', 'goal', 'met'], out.targets.map((t) => [t.name, t.value, t.goal, t.met ? 'yes' : 'NO']), ['l']));
-  if (out.failures.length) {
-    lines.push('');
-    lines.push(`FAILED RUNS (${out.failures.length}): excluded from the medians`);
-    for (const f of out.failures) lines.push(`  ${f.target} ${f.label} (${sizeLabel(f.size)}, ${sizeLabel(f.chunkSize)} per request): ${f.error}`);
-  }
-  return lines.join('\n');
+  return lines;
 }

@@ -3,15 +3,16 @@ import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { withTimeout } from './time-limit';
 
-/** What the upload service tells the metrics: one call per chunk or completion, never per buffer. */
+/** What the upload service tells the metrics: one call per chunk, commit or completion, never per buffer. */
 export interface UploadMetrics {
   /** `result`: `ok`, or the refusal's API code in lower case (`offset_mismatch`...), or `error`. */
-  chunkFinished(result: string, bytesStored: number, seconds: number): void;
+  chunkFinished(result: string, seconds: number): void;
+  bytesCommitted(bytes: number): void;
   uploadCompleted(): void;
 }
 
 /** For services built without a server (the CLI): nothing is measured. */
-export const NO_UPLOAD_METRICS: UploadMetrics = { chunkFinished() {}, uploadCompleted() {} };
+export const NO_UPLOAD_METRICS: UploadMetrics = { chunkFinished() {}, bytesCommitted() {}, uploadCompleted() {} };
 
 /** A scrape waits this long for the database's count of uploads in progress. */
 const COUNT_TIMEOUT_MS = 2_000;
@@ -33,7 +34,7 @@ export class Metrics implements UploadMetrics {
     collectDefaultMetrics({ register: this.registry });
     this.bytesReceived = new Counter({
       name: 'upload_bytes_received_total',
-      help: 'Bytes of upload chunks stored and acknowledged (refused chunks count nothing).',
+      help: 'Bytes of uploads stored and committed (refused chunks count nothing; a cut-off tus PATCH counts the segments it committed).',
       registers,
     });
     this.chunks = new Counter({
@@ -73,10 +74,14 @@ export class Metrics implements UploadMetrics {
     });
   }
 
-  chunkFinished(result: string, bytesStored: number, seconds: number): void {
+  chunkFinished(result: string, seconds: number): void {
     this.chunks.inc({ result });
     this.chunkDuration.observe(seconds);
-    if (bytesStored > 0) this.bytesReceived.inc(bytesStored);
+  }
+
+  /** Counted at each commit: a long stream cut off later still counts the segments it stored. */
+  bytesCommitted(bytes: number): void {
+    if (bytes > 0) this.bytesReceived.inc(bytes);
   }
 
   uploadCompleted(): void {

@@ -9,10 +9,11 @@ import { md5, randomFile, type GraphQLClient } from './helpers/client';
 import { databaseKind } from './helpers/database';
 import { eventually } from './helpers/timing';
 import { startServers, type TestServer } from './helpers/server';
-import { patch, startRaw } from './helpers/tus';
+import { dropMidway, patch, startRaw } from './helpers/tus';
 import { completeAndVerify, sendChunks } from './helpers/upload';
 
 const METRICS_TOKEN = 'metrics-token-for-tests-0123456789';
+const MiB = 1024 * 1024;
 
 /** One scrape: every sample by `name{label="value",...}` (labels in the order the server writes them). */
 type Scrape = Map<string, number>;
@@ -40,7 +41,8 @@ describe(`metrics (${databaseKind})`, () => {
   let alice: GraphQLClient;
 
   before(async () => {
-    [open, guarded] = await startServers({}, { METRICS_TOKEN });
+    // 1 MiB chunks at most, so a tus PATCH commits 1 MiB segments.
+    [open, guarded] = await startServers({ MAX_CHUNK_SIZE: String(MiB) }, { METRICS_TOKEN });
     alice = await open.admin.newUser();
   });
   after(() => Promise.all([open?.close(), guarded?.close()]));
@@ -104,6 +106,26 @@ describe(`metrics (${databaseKind})`, () => {
       assert.equal(delta(before, now, 'http_requests_total{route="/tus/",status="201"}'), 1);
       assert.equal(delta(before, now, 'http_requests_total{route="/tus/:id",status="204"}'), 1);
     });
+  });
+
+  it('counts the committed segments of a tus PATCH that was cut off, as a failed chunk', async () => {
+    const bytes = randomFile(3 * MiB);
+    const before = await scrape(open.url);
+    const id = await startRaw(alice, bytes.length, 'tus-cut.bin');
+    const url = `${alice.url}/tus/${id}`;
+    await dropMidway(alice, url, 0, bytes, 2 * MiB + 10);
+    const offset = await eventually(async () => {
+      const { offset } = await alice.getUpload(id);
+      assert.equal(offset, 2 * MiB, 'two whole segments were committed');
+      return offset;
+    }, 10_000);
+    await eventually(async () => {
+      const after = await scrape(open.url);
+      assert.equal(delta(before, after, 'upload_bytes_received_total'), offset, 'the bytes that stay are counted');
+      assert.equal(delta(before, after, 'upload_chunks_total{result="ok"}'), 0);
+    });
+    assert.equal((await patch(alice, url, offset, bytes.subarray(offset))).status, 204);
+    assert.equal(delta(before, await scrape(open.url), 'upload_bytes_received_total'), bytes.length, 'every byte counted once');
   });
 
   it('counts an aborted upload out of uploads_in_progress, and a chunk for it as upload_not_active', async () => {

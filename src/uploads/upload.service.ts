@@ -182,7 +182,7 @@ export class UploadService {
 
   /**
    * Appends a body of any length at the stored offset (tus PATCH), measured as one chunk. A
-   * stream cut off counts as failed with 0 bytes, although the segments it committed stay.
+   * stream cut off counts as a failed chunk; the segments it committed count as bytes received.
    */
   appendStream(owner: User, input: AppendStreamInput): Promise<ChunkedUpload> {
     return this.measured(input.offset, () => this.appendStreamAtOffset(owner, input));
@@ -192,12 +192,11 @@ export class UploadService {
     const started = performance.now();
     try {
       const upload = await append();
-      const stored = upload.offset - offset;
-      this.metrics.chunkFinished('ok', stored, (performance.now() - started) / 1000);
-      this.log.debug({ uploadId: upload.id, offset, bytes: stored }, 'chunk stored');
+      this.metrics.chunkFinished('ok', (performance.now() - started) / 1000);
+      this.log.debug({ uploadId: upload.id, offset, bytes: upload.offset - offset }, 'chunk stored');
       return upload;
     } catch (err) {
-      this.metrics.chunkFinished(toDomainError(err)?.code.toLowerCase() ?? 'error', 0, (performance.now() - started) / 1000);
+      this.metrics.chunkFinished(toDomainError(err)?.code.toLowerCase() ?? 'error', (performance.now() - started) / 1000);
       throw err;
     }
   }
@@ -375,6 +374,7 @@ export class UploadService {
       this.log.error({ uploadId: stored.id, offset: stored.offset }, 'a chunk writer lost its lease while writing; its bytes were not counted');
       throw Errors.uploadLocked();
     }
+    this.metrics.bytesCommitted(written.bytesWritten);
     this.forgetSuperseded(stored, written.state);
     return committed;
   }

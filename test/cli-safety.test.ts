@@ -19,6 +19,8 @@ import { eventually } from './helpers/timing';
 
 const MAIN = path.resolve(__dirname, '../src/main.js');
 const embedded = databaseKind === 'embedded';
+const REPO_ROOT = path.resolve(__dirname, '../..');
+const MIKRO_ORM_CLI = path.join(REPO_ROOT, 'node_modules/@mikro-orm/cli/cli');
 const ONLY_EMBEDDED = embedded ? false : 'the lock guards the embedded database (TEST_DATABASE_URL is set)';
 
 /** The one line a refused command prints on stderr after the database line (if any). */
@@ -94,6 +96,10 @@ describe(`command-line and start-up safety (${databaseKind})`, () => {
         new RegExp(`^The embedded database at ${escape(dbDir)} is in use by pid ${server.child.pid} \\(the server, since [^)]+\\): .*Stop the server first, or while it runs use the API`),
       );
     }
+    // MikroORM's own CLI (npm run migration:create) opens it through mikro-orm.config.ts.
+    const ormCli = await runCli(['migration:pending'], env, { script: MIKRO_ORM_CLI, cwd: REPO_ROOT });
+    assert.equal(ormCli.code, 1, show(ormCli));
+    assert.match(ormCli.stderr, new RegExp(`The embedded database at ${escape(dbDir)} is in use by pid ${server.child.pid} `));
     expectCode(await api.request(LOGIN, { u: 'alice', p: 'alicepassword' }), 'UNAUTHENTICATED', 'nothing was created behind the server');
     await api.login(ADMIN.username, ADMIN.password);
 

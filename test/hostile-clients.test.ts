@@ -117,13 +117,16 @@ describe('hostile clients: deadlines, early refusals and caps', () => {
 
   it('refuses an upload without a valid token after reading at most about the largest chunk, and says so', async () => {
     const upload = await alice.start('flood.bin', 10 * MiB);
-    for (const client of [alice.withToken(undefined), alice.withToken('not-a-token')]) {
-      const { sent, status, body } = await floodChunk(client, upload.id, 64 * MiB);
+    const baselineFds = openDescriptors();
+    const floods = [alice.withToken(undefined), alice.withToken('not-a-token')].flatMap((client) => Array.from({ length: 4 }, () => floodChunk(client, upload.id, 64 * MiB)));
+    for (const { sent, status, body } of await Promise.all(floods)) {
       assert.equal(status, 200);
       assert.equal(body.errors?.[0]?.extensions?.code, 'UNAUTHENTICATED');
       assert.ok(sent < 16 * MiB, `answered after ${sent} bytes of a body declaring 100 GiB`);
     }
     assert.equal((await alice.getUpload(upload.id)).offset, 0);
+    // The server closes each refused connection: none of them (nor a file handle) stays open.
+    await eventually(() => assert.ok(openDescriptors() <= baselineFds + 3, `descriptors back to ${baselineFds}, not ${openDescriptors()}`));
   });
 
   it('answers a chunk over MAX_CHUNK_SIZE without waiting for the rest of a huge body', async () => {

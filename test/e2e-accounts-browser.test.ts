@@ -58,7 +58,7 @@ describe(`the browser page's users and tokens views in headless Chromium (${data
     page.once('dialog', (dialog) => void dialog.accept());
     await page.getByRole('button', { name: 'Delete zoe' }).click();
     await row.waitFor({ state: 'detached' });
-    assert.equal((await server.sql(`select count(*) as n from users where id = ?`, [zoeId]))[0].n, 0);
+    assert.equal(Number((await server.sql(`select count(*) as n from users where id = ?`, [zoeId]))[0].n), 0);
 
     // A token: created, shown once, listed, working, then revoked.
     await page.fill('#token-name', 'nightly');

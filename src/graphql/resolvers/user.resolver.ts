@@ -60,7 +60,7 @@ export class UserResolver {
   }
 
   @Authorized()
-  @Mutation(() => Boolean, { description: 'Needs the old password; tokens issued before the change stop working.' })
+  @Mutation(() => Boolean, { description: 'Needs the old password; login tokens issued before the change stop working (access tokens stay).' })
   async changePassword(
     @Arg('oldPassword', () => String) oldPassword: string,
     @Arg('newPassword', () => String) newPassword: string,

@@ -11,7 +11,7 @@ import { DUMMY_PASSWORD_HASH, hashPassword, needsRehash, verifyPassword } from '
 import { usernameKey } from './usernames';
 import { isUuid } from './validation';
 
-interface AccessClaims {
+interface LoginClaims {
   sub: string;
   /** The user's tokenVersion when the token was issued; a later bump revokes it. */
   ver: number;
@@ -71,7 +71,7 @@ export class AuthService {
       throw Errors.unauthenticated('Wrong username or password.');
     }
     if (needsRehash(user.passwordHash)) await this.upgradePasswordHash(user, password);
-    return { token: this.issueAccessToken(user), user };
+    return { token: this.issueLoginToken(user), user };
   }
 
   /** Re-hashes with today's scrypt parameters (the password is known only now); tokens stay valid. */
@@ -86,8 +86,8 @@ export class AuthService {
   }
 
   /** A login token: a JWT naming the user, the user's token version, and its own id. */
-  issueAccessToken(user: User): string {
-    const claims: Omit<AccessClaims, 'exp'> = { sub: user.id, ver: user.tokenVersion, jti: randomUUID() };
+  issueLoginToken(user: User): string {
+    const claims: Omit<LoginClaims, 'exp'> = { sub: user.id, ver: user.tokenVersion, jti: randomUUID() };
     return jwt.sign(claims, this.signingKey, { algorithm: ALGORITHM, expiresIn: this.config.jwtTtlSeconds });
   }
 
@@ -100,9 +100,9 @@ export class AuthService {
    */
   async authenticate(token: string): Promise<Principal> {
     if (looksLikeAccessToken(token)) return this.authenticateAccessToken(token);
-    const claims = this.verify<AccessClaims>(token);
+    const claims = this.verify<LoginClaims>(token);
     if (typeof claims.sub !== 'string' || !isUuid(claims.sub) || typeof claims.ver !== 'number' || (claims.jti !== undefined && typeof claims.jti !== 'string')) {
-      throw Errors.unauthenticated('This token is not an access token: log in again.');
+      throw Errors.unauthenticated('This token is not a login token: log in again.');
     }
     const tokenId = claims.jti ?? tokenHash(token);
     const em = this.orm.em.fork();

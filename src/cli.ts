@@ -4,7 +4,8 @@ import { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { ConfigError, loadConfig, type Config } from './config';
 import { openDatabase, type Database } from './db/orm';
-import { AppError } from './errors';
+import { AppError, Errors } from './errors';
+import { TokenScope } from './entities';
 import { Md5Pool } from './hashing/md5-pool';
 import { createLogger } from './logger';
 import { readNewPassword } from './password-input';
@@ -36,6 +37,24 @@ async function withDatabase<T>(command: string, mustExist: boolean, work: (datab
 }
 
 const users = (database: Database) => new UserService(database.orm, new LoginThrottleService(database.orm));
+
+/**
+ * The server's services over the command's database and store (deleting a user frees their
+ * uploads' bytes). Nothing here signs tokens: a throwaway key spares DATA_DIR a jwt-secret file.
+ * The md5 pool's workers start on first use only, and nothing is hashed.
+ */
+async function servicesFor(database: Database, config: Config) {
+  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+  const store = await openStore(config);
+  return createServices(database.orm, store, new Md5Pool(), { ...config, jwtSecret: config.jwtSecret ?? randomBytes(32).toString('base64url') }, log);
+}
+
+/** The user named `username` (any case, as login finds it). */
+async function userNamed(database: Database, username: string) {
+  const user = await users(database).findByUsername(username);
+  if (!user) throw Errors.notFound(`User "${username}"`);
+  return user;
+}
 
 const program = new Command()
   .name('upload-server')
@@ -96,10 +115,63 @@ program
   .description('list the users, oldest first')
   .action(() =>
     withDatabase('users', true, async (database) => {
-      const rows = (await users(database).list()).map((u) => [u.username, u.isAdmin ? 'admin' : 'user', u.createdAt.toISOString(), u.id]);
-      const table = [['USERNAME', 'ROLE', 'CREATED', 'ID'], ...rows];
+      const rows = (await users(database).list()).map((u) => [
+        u.username,
+        u.isAdmin ? 'admin' : 'user',
+        u.disabled ? 'disabled' : 'active',
+        u.createdAt.toISOString(),
+        u.id,
+      ]);
+      const table = [['USERNAME', 'ROLE', 'STATUS', 'CREATED', 'ID'], ...rows];
       const widths = table[0].map((_, column) => Math.max(...table.map((row) => row[column].length)));
       for (const row of table) console.log(row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd());
+    }),
+  );
+
+program
+  .command('disable-user')
+  .description('disable a user at once: every token of theirs stops working and they cannot log in (files stay); --enable undoes it')
+  .argument('<username>', 'who (any case)')
+  .option('--enable', 'enable the user again instead (login tokens from before stay ended; access tokens work again)', false)
+  .action((username: string, options: { enable: boolean }) =>
+    withDatabase('disable-user', true, async (database, config) => {
+      const services = await servicesFor(database, config);
+      const user = await services.userAdmin.update((await userNamed(database, username)).id, { disabled: !options.enable });
+      console.log(`${user.disabled ? 'disabled' : 'enabled'} ${user.username}`);
+    }),
+  );
+
+program
+  .command('delete-user')
+  .description('delete a user: their tokens end, their uploads in progress are aborted and freed; their files stay, without an author')
+  .argument('<username>', 'who (any case)')
+  .action((username: string) =>
+    withDatabase('delete-user', true, async (database, config) => {
+      const services = await servicesFor(database, config);
+      const user = await services.userAdmin.delete((await userNamed(database, username)).id);
+      console.log(`deleted ${user.username} (${user.id}); their files stay, without an author`);
+    }),
+  );
+
+program
+  .command('create-token')
+  .description('create an access token for a user (for scripts and CI); the token is printed once, on standard output')
+  .argument('<username>', 'whose token (any case)')
+  .requiredOption('--name <name>', 'what it is for, as listed by myAccessTokens')
+  .option('--scope <scopes>', 'comma-separated: READ (queries, downloads), UPLOAD (READ plus uploads), FULL (all the user may do)', 'UPLOAD')
+  .option('--expires-in-days <days>', '1 to 3650; without it the token does not expire')
+  .action((username: string, options: { name: string; scope: string; expiresInDays?: string }) =>
+    withDatabase('create-token', true, async (database, config) => {
+      const scopes = options.scope.split(',').map((scope) => scope.trim().toUpperCase());
+      const unknown = scopes.filter((scope) => !(Object.values(TokenScope) as string[]).includes(scope));
+      if (unknown.length > 0) throw Errors.badInput(`Unknown scope ${unknown.join(', ')}: use READ, UPLOAD or FULL.`);
+      const days = options.expiresInDays === undefined ? null : Number(options.expiresInDays);
+      const services = await servicesFor(database, config);
+      const user = await userNamed(database, username);
+      const { token, accessToken } = await services.accessTokens.create(user, { name: options.name, scopes: scopes as TokenScope[], expiresInDays: days });
+      const until = accessToken.expiresAt ? `until ${accessToken.expiresAt.toISOString()}` : 'without expiry';
+      console.error(`created access token "${accessToken.name}" (${accessToken.id}) for ${user.username}, ${accessToken.scopes.join(',')}, ${until}; it is shown only this once:`);
+      console.log(token);
     }),
   );
 
@@ -108,12 +180,8 @@ program
   .description('expire stale uploads and delete their bytes, drop old upload records, delete orphaned bytes')
   .action(() =>
     withDatabase('cleanup', true, async (database, config) => {
-      const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-      const store = await openStore(config);
       console.error(config.storage.kind === 's3' ? `using S3 bucket ${config.storage.bucket}` : `using stored files under ${config.dataDir}`);
-      // Cleanup signs no tokens: a throwaway key spares DATA_DIR a jwt-secret file. The md5
-      // pool's workers start on first use only, and nothing is hashed.
-      const services = createServices(database.orm, store, new Md5Pool(), { ...config, jwtSecret: config.jwtSecret ?? randomBytes(32).toString('base64url') }, log);
+      const services = await servicesFor(database, config);
       const report = await services.cleanup.run((message) => console.log(message));
       console.log(JSON.stringify(report));
     }),

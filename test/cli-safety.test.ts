@@ -123,7 +123,7 @@ describe(`command-line and start-up safety (${databaseKind})`, () => {
 
     const listed = await runCli(['users'], env);
     assert.equal(listed.code, 0, show(listed));
-    assert.match(listed.stdout, new RegExp(`^USERNAME +ROLE +CREATED +ID\n${ADMIN.username} +admin +\\S+Z +[0-9a-f-]{36}\n$`));
+    assert.match(listed.stdout, new RegExp(`^USERNAME +ROLE +STATUS +CREATED +ID\n${ADMIN.username} +admin +active +\\S+Z +[0-9a-f-]{36}\n$`));
     assert.equal(existsSync(lockFile), false, 'taken over, then released');
 
     const gone = spawnSync(process.execPath, ['-e', '']).pid!;

@@ -39,6 +39,10 @@ describe(`security: the auth matrix, every operation × every kind of caller (${
     'alg: none token',
     'token of a deleted user',
     'download link used as a bearer token',
+    'logged-out token',
+    'token of a disabled user',
+    'revoked access token',
+    'expired access token',
   ] as const;
   const CALLERS = ['user', 'admin', 'author'] as const;
   type Caller = (typeof CALLERS)[number];
@@ -68,6 +72,10 @@ describe(`security: the auth matrix, every operation × every kind of caller (${
     return { code: outcome(result), data: result.data };
   };
   const uploadState = async (id: string) => alice.getUpload(id);
+  let aliceToken: { id: string };
+  /** A new account of its own, for an operation that ends the caller's token or the account. */
+  const freshAccount = (isAdmin: boolean) => server.admin.newUser(`fresh_${tag()}`, isAdmin);
+  const idOf = async (c: GraphQLClient) => (await c.data(`{ me { id } }`)).me.id as string;
   const fileExists = async (id: string) =>
     (await server.admin.data(`query($id: ID!) { file(id: $id) { id } }`, { id })).file !== null;
 
@@ -154,6 +162,38 @@ describe(`security: the auth matrix, every operation × every kind of caller (${
         assert.equal(data.changePassword, true);
         assert.equal(outcome(await f.caller!.request(`{ me { id } }`)), 'UNAUTHENTICATED', 'tokens from before the change stop working');
       } },
+    { name: 'mutation logout (own token)', allowed: ['OK',         'OK',         'OK'],
+      prepare: async (identity) => (CALLERS as readonly string[]).includes(identity) ? { caller: await freshAccount(identity === 'admin') } : {},
+      call: (c) => gql(c, `mutation { logout }`),
+      verify: async (ok, _, data, f) => { if (ok) assert.equal(outcome(await f.caller!.request(`{ me { id } }`)), 'UNAUTHENTICATED', 'the token is ended'); } },
+    { name: 'mutation logoutEverywhere (own tokens)', allowed: ['OK', 'OK',       'OK'],
+      prepare: async (identity) => (CALLERS as readonly string[]).includes(identity) ? { caller: await freshAccount(identity === 'admin') } : {},
+      call: (c) => gql(c, `mutation { logoutEverywhere }`),
+      verify: async (ok, _, data, f) => { if (ok) assert.equal(outcome(await f.caller!.request(`{ me { id } }`)), 'UNAUTHENTICATED', 'the token is ended'); } },
+    { name: 'mutation updateUser (admin only)', allowed: ['FORBIDDEN', 'OK',         'FORBIDDEN'],
+      prepare: async () => ({ target: await freshAccount(false) }),
+      call: async (c, f) => gql(c, `mutation($id: ID!) { updateUser(id: $id, disabled: true) { id disabled } }`, { id: await idOf(f.target) }),
+      verify: async (ok, _, data, f) => assert.equal(outcome(await f.target.request(`{ me { id } }`)), ok ? 'UNAUTHENTICATED' : 'OK', 'the user is disabled only when allowed') },
+    { name: 'mutation deleteUser (admin only)', allowed: ['FORBIDDEN', 'OK',         'FORBIDDEN'],
+      prepare: async () => { const target = await freshAccount(false); return { target, id: await idOf(target) }; },
+      call: (c, f) => gql(c, `mutation($id: ID!) { deleteUser(id: $id) }`, { id: f.id }),
+      verify: async (ok, _, data, f) => assert.equal(await count(`select count(*) as n from users where id = ?`, [f.id]), ok ? 0 : 1, 'the user is gone only when allowed') },
+    { name: 'query myAccessTokens',         allowed: ['OK',         'OK',         'OK'],
+      call: (c) => gql(c, `{ myAccessTokens { id name } }`),
+      verify: async (ok, identity, data) => {
+        if (ok) assert.equal(data.myAccessTokens.some((t: any) => t.id === aliceToken.id), identity === 'author', "only the owner's list holds the token");
+      } },
+    { name: 'mutation createAccessToken',   allowed: ['OK',         'OK',         'OK'],
+      prepare: async () => ({ name: `matrix ${tag()}` }),
+      call: (c, f) => gql(c, `mutation($n: String!) { createAccessToken(name: $n, scopes: [READ]) { token accessToken { id } } }`, { n: f.name }),
+      verify: async (ok, _, data, f) => {
+        assert.equal(await count(`select count(*) as n from access_tokens where name = ?`, [f.name]), ok ? 1 : 0);
+        if (ok) assert.match(data.createAccessToken.token, /^ucs_/);
+      } },
+    { name: "mutation revokeAccessToken (author's token)", allowed: ['NOT_FOUND', 'NOT_FOUND', 'OK'],
+      prepare: async () => ({ token: (await alice.data(`mutation { createAccessToken(name: "to revoke", scopes: [READ]) { accessToken { id } } }`)).createAccessToken.accessToken }),
+      call: (c, f) => gql(c, `mutation($id: ID!) { revokeAccessToken(id: $id) }`, { id: f.token.id }),
+      verify: async (ok, _, data, f) => assert.equal(await count(`select count(*) as n from access_tokens where id = ?`, [f.token.id]), ok ? 0 : 1) },
     { name: 'GET /files/:id/content',       allowed: ['OK',         'OK',         'OK'],
       call: async (c) => {
         const res = await c.download(`/files/${aliceFile.id}/content`);
@@ -173,6 +213,16 @@ describe(`security: the auth matrix, every operation × every kind of caller (${
     const ghostId = (await ghost.data(`{ me { id } }`)).me.id;
     await server.sql('delete from users where id = ?', [ghostId]);
     const link = new URL(aliceFile.downloadUrl, server.url).searchParams.get('token')!;
+    aliceToken = (await alice.data(`mutation { createAccessToken(name: "listed", scopes: [READ]) { accessToken { id } } }`)).createAccessToken.accessToken;
+    const loggedOut = await server.admin.newUser();
+    await loggedOut.data(`mutation { logout }`);
+    const disabled = await server.admin.newUser();
+    await server.admin.data(`mutation($id: ID!) { updateUser(id: $id, disabled: true) { id } }`, { id: await idOf(disabled) });
+    const tokenOf = async (c: GraphQLClient) => (await c.data(`mutation { createAccessToken(name: "bad", scopes: [FULL]) { token accessToken { id } } }`)).createAccessToken;
+    const revoked = await tokenOf(alice);
+    await alice.data(`mutation($id: ID!) { revokeAccessToken(id: $id) }`, { id: revoked.accessToken.id });
+    const expired = await tokenOf(alice);
+    await server.sql(`update access_tokens set expires_at = now() - interval '1 minute' where id = ?`, [expired.accessToken.id]);
     Object.assign(clients, {
       'no token': server.client,
       'expired token': server.client.withToken(expiredToken(claims, secret)),
@@ -180,6 +230,10 @@ describe(`security: the auth matrix, every operation × every kind of caller (${
       'alg: none token': server.client.withToken(unsignedToken(claims)),
       'token of a deleted user': ghost,
       'download link used as a bearer token': server.client.withToken(link),
+      'logged-out token': loggedOut,
+      'token of a disabled user': disabled,
+      'revoked access token': server.client.withToken(revoked.token),
+      'expired access token': server.client.withToken(expired.token),
       user: bob,
       admin: server.admin,
       author: alice,

@@ -20,7 +20,8 @@ Options:
   --url URL             the server (default: $UPLOAD_URL or http://127.0.0.1:4000)
   -u, --username NAME   log in as NAME (default: $UPLOAD_USERNAME)
   -p, --password PASS   (default: $UPLOAD_PASSWORD)
-  --token TOKEN         a bearer token instead of a login (default: $UPLOAD_TOKEN)
+  --token TOKEN         an access token (ucs_...) or a login token instead of a
+                        username and password (default: $UPLOAD_TOKEN)
   -d, --description T   the files' description
   --chunk-size SIZE     bytes per request, e.g. 512K, 8M (default 8M; the server's maximum caps it)
   --state-file PATH     where interrupted uploads are remembered

@@ -2,7 +2,14 @@ import { UploadError, abortReason, isAbortError, sleep, throwIfAborted } from '.
 import {
   AbortUploadDocument,
   CompleteUploadDocument,
+  CreateAccessTokenDocument,
   DeleteFileDocument,
+  DeleteUserDocument,
+  LogoutDocument,
+  MyAccessTokensDocument,
+  RevokeAccessTokenDocument,
+  UpdateUserDocument,
+  UsersDocument,
   FileByIdDocument,
   FilesDocument,
   LoginDocument,
@@ -12,7 +19,12 @@ import {
   StartUploadDocument,
   UploadChunkDocument,
   UploadStateDocument,
+  type AccessTokenInfoFragment,
+  type AccountInfoFragment,
   type FileInfoFragment,
+  type TokenScope,
+  type UsersQuery,
+  type UsersQueryVariables,
   type FilesQuery,
   type FilesQueryVariables,
   type MyUploadsQuery,
@@ -31,6 +43,10 @@ export type UploadState = UploadStateFragment;
 export type UserInfo = UserInfoFragment;
 export type FilesPage = FilesQuery['files'];
 export type MyUpload = MyUploadsQuery['myUploads'][number];
+export type AccountInfo = AccountInfoFragment;
+export type UsersPage = UsersQuery['users'];
+export type AccessTokenInfo = AccessTokenInfoFragment;
+export type { TokenScope };
 
 /** An md5 whose state can be saved and restored: hash-wasm's IHasher, or node:crypto's Hash and its copy(). */
 export interface Md5Hasher {
@@ -174,6 +190,43 @@ export class BaseUploadClient {
     const { login } = await this.request(LoginDocument, { username, password });
     this.transport.token = login.token;
     return login;
+  }
+
+  /** Ends this client's token on the server (a login token or an access token) and forgets it. */
+  async logout(): Promise<void> {
+    try {
+      await this.request(LogoutDocument, {});
+    } finally {
+      this.transport.token = undefined;
+    }
+  }
+
+  /** Admins only: users oldest first, `search` a part of the username. */
+  async users(variables: UsersQueryVariables = {}): Promise<UsersPage> {
+    return (await this.request(UsersDocument, variables)).users;
+  }
+
+  /** Admins only: promote, demote, disable or enable. The last admin cannot be demoted or disabled. */
+  async updateUser(id: string, change: { isAdmin?: boolean; disabled?: boolean }): Promise<AccountInfo> {
+    return (await this.request(UpdateUserDocument, { id, ...change })).updateUser;
+  }
+
+  /** Admins only: their files stay without an author; their uploads in progress are aborted. */
+  async deleteUser(id: string): Promise<boolean> {
+    return (await this.request(DeleteUserDocument, { id })).deleteUser;
+  }
+
+  async myAccessTokens(): Promise<AccessTokenInfo[]> {
+    return (await this.request(MyAccessTokensDocument, {})).myAccessTokens;
+  }
+
+  /** The token is in this answer only. `expiresInDays` undefined: it does not expire. */
+  async createAccessToken(name: string, scopes: TokenScope[], expiresInDays?: number): Promise<{ token: string; accessToken: AccessTokenInfo }> {
+    return (await this.request(CreateAccessTokenDocument, { name, scopes, expiresInDays })).createAccessToken;
+  }
+
+  async revokeAccessToken(id: string): Promise<boolean> {
+    return (await this.request(RevokeAccessTokenDocument, { id })).revokeAccessToken;
   }
 
   /** Any typed operation (from generated/graphql.ts) with this client's token. */

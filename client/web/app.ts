@@ -1,9 +1,21 @@
 /**
  * The browser page (public/index.html): log in, upload with pause/resume (also across a
- * reload), list, download and delete files. Plain DOM code on top of the SDK; every text from
+ * reload), list, download and delete files; one's access tokens; for admins, the users. Plain DOM code on top of the SDK; every text from
  * the server goes through textContent, never innerHTML.
  */
-import { UploadClient, UploadError, formatBytes, isAbortError, type FileInfo, type MyUpload, type UploadProgress, type UserInfo } from '../src/browser.js';
+import {
+  UploadClient,
+  UploadError,
+  formatBytes,
+  isAbortError,
+  type AccessTokenInfo,
+  type AccountInfo,
+  type FileInfo,
+  type MyUpload,
+  type TokenScope,
+  type UploadProgress,
+  type UserInfo,
+} from '../src/browser.js';
 
 type ServerLimits = Awaited<ReturnType<UploadClient['serverLimits']>>;
 
@@ -108,7 +120,153 @@ window.addEventListener('storage', (event) => {
     return;
   }
   client.token = token;
-  void boot();
+  // ---------------------------------------------------------------- access tokens
+
+const SCOPE_WORDS: Record<TokenScope, string> = { READ: 'read', UPLOAD: 'upload', FULL: 'everything' };
+
+const when = (iso: string | null | undefined, none: string) => (iso ? new Date(iso).toLocaleString() : none);
+
+async function loadTokens(): Promise<void> {
+  if (!me) return;
+  try {
+    const tokens = await client.myAccessTokens();
+    el('tokens-body').replaceChildren(...tokens.map(tokenRow));
+    el('tokens-table').hidden = tokens.length === 0;
+    el('tokens-empty').hidden = tokens.length > 0;
+  } catch (err) {
+    if (!handleAuthError(err)) toast(describeError(err));
+  }
+}
+
+function tokenRow(token: AccessTokenInfo): HTMLTableRowElement {
+  const revoke = rowButton('danger', 'Revoke', token.name);
+  revoke.addEventListener('click', async () => {
+    if (!confirm(`Revoke the token ${token.name}? Whatever uses it stops working.`)) return;
+    revoke.disabled = true;
+    try {
+      await client.revokeAccessToken(token.id);
+      toast(`${token.name} revoked.`);
+    } catch (err) {
+      if (!handleAuthError(err)) toast(describeError(err));
+    }
+    void loadTokens();
+  });
+  const expired = token.expiresAt !== null && token.expiresAt !== undefined && new Date(token.expiresAt).getTime() <= Date.now();
+  const tr = make(
+    'tr',
+    {},
+    make('td', { textContent: token.name }),
+    make('td', { textContent: token.scopes.map((scope) => SCOPE_WORDS[scope]).join(', ') }),
+    make('td', { textContent: when(token.createdAt, '') }),
+    make('td', { textContent: when(token.lastUsedAt, 'never') }),
+    make('td', { textContent: expired ? 'expired' : when(token.expiresAt, 'never') }),
+    make('td', {}, revoke),
+  );
+  tr.dataset.tokenId = token.id;
+  tr.dataset.name = token.name;
+  return tr;
+}
+
+el<HTMLFormElement>('token-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const button = el<HTMLButtonElement>('token-create');
+  const days = el<HTMLInputElement>('token-days').value;
+  button.disabled = true;
+  try {
+    const scope = el<HTMLSelectElement>('token-scope').value as TokenScope;
+    const { token, accessToken } = await client.createAccessToken(el<HTMLInputElement>('token-name').value, [scope], days ? Number(days) : undefined);
+    el('new-token-value').textContent = token;
+    el('new-token').hidden = false;
+    el('new-token').dataset.tokenId = accessToken.id;
+    el<HTMLFormElement>('token-form').reset();
+    el('copy-token').focus();
+    void loadTokens();
+  } catch (err) {
+    if (!handleAuthError(err)) toast(describeError(err));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+el('copy-token').addEventListener('click', async () => {
+  try {
+    await navigator.clipboard.writeText(el('new-token-value').textContent ?? '');
+    toast('Copied. It is not shown again once you leave this page.');
+  } catch {
+    // No clipboard (plain HTTP, or permission refused): the token stays on screen to copy by hand.
+    toast('Could not copy: select the token and copy it by hand.');
+  }
+});
+
+// ---------------------------------------------------------------- users (admins)
+
+let usersCursor: string | null | undefined;
+
+async function loadUsers(reset: boolean): Promise<void> {
+  if (!me?.isAdmin) return;
+  try {
+    const page = await client.users({ first: 50, after: reset ? undefined : usersCursor });
+    const body = el('users-body');
+    const userRows = page.edges.map((edge) => userRow(edge.node));
+    if (reset) body.replaceChildren(...userRows);
+    else body.append(...userRows);
+    usersCursor = page.pageInfo.endCursor;
+    el('users-more').hidden = !page.pageInfo.hasNextPage;
+    el('users-count').textContent = `${body.children.length} of ${page.totalCount} user${page.totalCount === 1 ? '' : 's'}`;
+  } catch (err) {
+    if (!handleAuthError(err)) toast(describeError(err));
+  }
+}
+
+/** Runs an admin action on a user, then shows the list as it is now (or the error). */
+async function adminAction(button: HTMLButtonElement, action: () => Promise<unknown>, done: string): Promise<void> {
+  button.disabled = true;
+  try {
+    await action();
+    toast(done);
+  } catch (err) {
+    if (handleAuthError(err)) return;
+    toast(describeError(err));
+  }
+  // Demoting oneself ends this view: the page asks the server who it is now.
+  if (me) me = (await client.me().catch(() => null)) ?? me;
+  if (me && !me.isAdmin) showApp();
+  else void loadUsers(true);
+}
+
+function userRow(user: AccountInfo): HTMLTableRowElement {
+  const name = user.username;
+  const promote = rowButton('promote', user.isAdmin ? 'Remove admin' : 'Make admin', name);
+  promote.addEventListener('click', () =>
+    void adminAction(promote, () => client.updateUser(user.id, { isAdmin: !user.isAdmin }), user.isAdmin ? `${name} is no longer an admin.` : `${name} is now an admin.`),
+  );
+  const disable = rowButton('disable', user.disabled ? 'Enable' : 'Disable', name);
+  disable.addEventListener('click', () =>
+    void adminAction(disable, () => client.updateUser(user.id, { disabled: !user.disabled }), user.disabled ? `${name} is enabled.` : `${name} is disabled: all their tokens stopped working.`),
+  );
+  const remove = rowButton('delete danger', 'Delete', name);
+  remove.addEventListener('click', () => {
+    if (!confirm(`Delete ${name}? Their files stay; their uploads in progress and their tokens are gone.`)) return;
+    void adminAction(remove, () => client.deleteUser(user.id), `${name} deleted.`);
+  });
+  const tr = make(
+    'tr',
+    {},
+    make('td', { textContent: name }),
+    make('td', { textContent: user.isAdmin ? 'admin' : 'user' }),
+    make('td', { textContent: user.disabled ? 'disabled' : 'active' }),
+    make('td', { textContent: new Date(user.createdAt).toLocaleDateString() }),
+    make('td', {}, promote, disable, remove),
+  );
+  tr.dataset.userId = user.id;
+  tr.dataset.name = name;
+  tr.dataset.disabled = String(user.disabled);
+  return tr;
+}
+
+el('users-more').addEventListener('click', () => void loadUsers(false));
+
+void boot();
 });
 
 function showLogin(message = ''): void {
@@ -127,12 +285,17 @@ function showApp(): void {
   limits = client.serverLimits().catch(() => undefined);
   void refreshInterrupted();
   void loadFiles(true);
+  void loadTokens();
+  el('users-panel').hidden = !me!.isAdmin;
+  if (me!.isAdmin) void loadUsers(true);
 }
 
 function logout(message = ''): void {
   for (const row of rows) row.controller?.abort(new DOMException('Logged out', 'AbortError'));
   forgetToken();
   me = null;
+  el('new-token').hidden = true;
+  el('new-token-value').textContent = '';
   showLogin(message);
 }
 
@@ -155,7 +318,11 @@ el<HTMLFormElement>('login-form').addEventListener('submit', async (event) => {
   }
 });
 
-el('logout').addEventListener('click', () => logout());
+// Log out ends the token on the server too, so a copy of it (another tab, a stolen one) stops working.
+el('logout').addEventListener('click', async () => {
+  await client.logout().catch(() => {});
+  logout();
+});
 
 // ---------------------------------------------------------------- uploads
 
@@ -562,5 +729,151 @@ el<HTMLInputElement>('search').addEventListener('input', (event) => {
     void loadFiles(true);
   }, 250);
 });
+
+// ---------------------------------------------------------------- access tokens
+
+const SCOPE_WORDS: Record<TokenScope, string> = { READ: 'read', UPLOAD: 'upload', FULL: 'everything' };
+
+const when = (iso: string | null | undefined, none: string) => (iso ? new Date(iso).toLocaleString() : none);
+
+async function loadTokens(): Promise<void> {
+  if (!me) return;
+  try {
+    const tokens = await client.myAccessTokens();
+    el('tokens-body').replaceChildren(...tokens.map(tokenRow));
+    el('tokens-table').hidden = tokens.length === 0;
+    el('tokens-empty').hidden = tokens.length > 0;
+  } catch (err) {
+    if (!handleAuthError(err)) toast(describeError(err));
+  }
+}
+
+function tokenRow(token: AccessTokenInfo): HTMLTableRowElement {
+  const revoke = rowButton('danger', 'Revoke', token.name);
+  revoke.addEventListener('click', async () => {
+    if (!confirm(`Revoke the token ${token.name}? Whatever uses it stops working.`)) return;
+    revoke.disabled = true;
+    try {
+      await client.revokeAccessToken(token.id);
+      toast(`${token.name} revoked.`);
+    } catch (err) {
+      if (!handleAuthError(err)) toast(describeError(err));
+    }
+    void loadTokens();
+  });
+  const expired = token.expiresAt !== null && token.expiresAt !== undefined && new Date(token.expiresAt).getTime() <= Date.now();
+  const tr = make(
+    'tr',
+    {},
+    make('td', { textContent: token.name }),
+    make('td', { textContent: token.scopes.map((scope) => SCOPE_WORDS[scope]).join(', ') }),
+    make('td', { textContent: when(token.createdAt, '') }),
+    make('td', { textContent: when(token.lastUsedAt, 'never') }),
+    make('td', { textContent: expired ? 'expired' : when(token.expiresAt, 'never') }),
+    make('td', {}, revoke),
+  );
+  tr.dataset.tokenId = token.id;
+  tr.dataset.name = token.name;
+  return tr;
+}
+
+el<HTMLFormElement>('token-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const button = el<HTMLButtonElement>('token-create');
+  const days = el<HTMLInputElement>('token-days').value;
+  button.disabled = true;
+  try {
+    const scope = el<HTMLSelectElement>('token-scope').value as TokenScope;
+    const { token, accessToken } = await client.createAccessToken(el<HTMLInputElement>('token-name').value, [scope], days ? Number(days) : undefined);
+    el('new-token-value').textContent = token;
+    el('new-token').hidden = false;
+    el('new-token').dataset.tokenId = accessToken.id;
+    el<HTMLFormElement>('token-form').reset();
+    el('copy-token').focus();
+    void loadTokens();
+  } catch (err) {
+    if (!handleAuthError(err)) toast(describeError(err));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+el('copy-token').addEventListener('click', async () => {
+  try {
+    await navigator.clipboard.writeText(el('new-token-value').textContent ?? '');
+    toast('Copied. It is not shown again once you leave this page.');
+  } catch {
+    // No clipboard (plain HTTP, or permission refused): the token stays on screen to copy by hand.
+    toast('Could not copy: select the token and copy it by hand.');
+  }
+});
+
+// ---------------------------------------------------------------- users (admins)
+
+let usersCursor: string | null | undefined;
+
+async function loadUsers(reset: boolean): Promise<void> {
+  if (!me?.isAdmin) return;
+  try {
+    const page = await client.users({ first: 50, after: reset ? undefined : usersCursor });
+    const body = el('users-body');
+    const userRows = page.edges.map((edge) => userRow(edge.node));
+    if (reset) body.replaceChildren(...userRows);
+    else body.append(...userRows);
+    usersCursor = page.pageInfo.endCursor;
+    el('users-more').hidden = !page.pageInfo.hasNextPage;
+    el('users-count').textContent = `${body.children.length} of ${page.totalCount} user${page.totalCount === 1 ? '' : 's'}`;
+  } catch (err) {
+    if (!handleAuthError(err)) toast(describeError(err));
+  }
+}
+
+/** Runs an admin action on a user, then shows the list as it is now (or the error). */
+async function adminAction(button: HTMLButtonElement, action: () => Promise<unknown>, done: string): Promise<void> {
+  button.disabled = true;
+  try {
+    await action();
+    toast(done);
+  } catch (err) {
+    if (handleAuthError(err)) return;
+    toast(describeError(err));
+  }
+  // Demoting oneself ends this view: the page asks the server who it is now.
+  if (me) me = (await client.me().catch(() => null)) ?? me;
+  if (me && !me.isAdmin) showApp();
+  else void loadUsers(true);
+}
+
+function userRow(user: AccountInfo): HTMLTableRowElement {
+  const name = user.username;
+  const promote = rowButton('promote', user.isAdmin ? 'Remove admin' : 'Make admin', name);
+  promote.addEventListener('click', () =>
+    void adminAction(promote, () => client.updateUser(user.id, { isAdmin: !user.isAdmin }), user.isAdmin ? `${name} is no longer an admin.` : `${name} is now an admin.`),
+  );
+  const disable = rowButton('disable', user.disabled ? 'Enable' : 'Disable', name);
+  disable.addEventListener('click', () =>
+    void adminAction(disable, () => client.updateUser(user.id, { disabled: !user.disabled }), user.disabled ? `${name} is enabled.` : `${name} is disabled: all their tokens stopped working.`),
+  );
+  const remove = rowButton('delete danger', 'Delete', name);
+  remove.addEventListener('click', () => {
+    if (!confirm(`Delete ${name}? Their files stay; their uploads in progress and their tokens are gone.`)) return;
+    void adminAction(remove, () => client.deleteUser(user.id), `${name} deleted.`);
+  });
+  const tr = make(
+    'tr',
+    {},
+    make('td', { textContent: name }),
+    make('td', { textContent: user.isAdmin ? 'admin' : 'user' }),
+    make('td', { textContent: user.disabled ? 'disabled' : 'active' }),
+    make('td', { textContent: new Date(user.createdAt).toLocaleDateString() }),
+    make('td', {}, promote, disable, remove),
+  );
+  tr.dataset.userId = user.id;
+  tr.dataset.name = name;
+  tr.dataset.disabled = String(user.disabled);
+  return tr;
+}
+
+el('users-more').addEventListener('click', () => void loadUsers(false));
 
 void boot();

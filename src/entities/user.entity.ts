@@ -4,7 +4,7 @@ import { usernameKey } from '../services/usernames';
 
 @Entity({ tableName: 'users' })
 export class User {
-  [OptionalProps]?: 'id' | 'usernameKey' | 'isAdmin' | 'tokenVersion' | 'createdAt';
+  [OptionalProps]?: 'id' | 'usernameKey' | 'isAdmin' | 'disabled' | 'tokenVersion' | 'createdAt';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -25,7 +25,11 @@ export class User {
   @Property({ type: 'boolean' })
   isAdmin: boolean = false;
 
-  /** Bumped to revoke every token issued before (password change). */
+  /** Out: every token refused, login answered as for a wrong password, until an admin enables it again. */
+  @Property({ type: 'boolean' })
+  disabled: boolean = false;
+
+  /** Bumped to revoke every token issued before (password change, logoutEverywhere, disabling). */
   @Property({ type: 'integer' })
   tokenVersion: number = 0;
 

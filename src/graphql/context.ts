@@ -4,12 +4,15 @@ import type { User } from '../entities';
 import { toDomainError } from '../error-edge';
 import { AppError, Errors } from '../errors';
 import type { Services } from '../services';
+import type { Credential, Principal } from '../services/credentials';
 
 export interface RequestContext {
   services: Services;
   /** The client's IP address (behind a proxy: as TRUST_PROXY allows). */
   clientAddress: string;
   user?: User;
+  /** The token `user` came with: which one (logout) and what it may do (scopes). */
+  credential?: Credential;
   /** Why the bearer token was refused, reported only where a user is required. */
   authError?: AppError;
   /**
@@ -25,22 +28,28 @@ export function requireUser(ctx: RequestContext): User {
   throw ctx.authError ?? Errors.unauthenticated();
 }
 
+/** The token of an authenticated request. */
+export function requireCredential(ctx: RequestContext): Credential {
+  requireUser(ctx);
+  return ctx.credential!;
+}
+
 export async function buildContext(services: Services, req: Request): Promise<RequestContext> {
   const base = { services, clientAddress: req.ip ?? req.socket.remoteAddress ?? 'unknown', bodyComplete: (ms: number) => bodyComplete(req, ms) };
   const outcome = await authenticateRequest(services, req);
   if (outcome === undefined) return base;
   if (outcome instanceof AppError) return { ...base, authError: outcome };
-  return { ...base, user: outcome };
+  return { ...base, user: outcome.user, credential: outcome.credential };
 }
 
-const authenticated = new WeakMap<Request, Promise<User | AppError | undefined>>();
+const authenticated = new WeakMap<Request, Promise<Principal | AppError | undefined>>();
 
 /**
  * The request's bearer token checked once (an upload's token is checked before its body is
- * parsed, and the context reuses the answer): the user, the AppError saying what is wrong with
- * the token, or undefined without one.
+ * parsed, and the context reuses the answer): who it speaks for, the AppError saying what is
+ * wrong with the token, or undefined without one.
  */
-export function authenticateRequest(services: Services, req: Request): Promise<User | AppError | undefined> {
+export function authenticateRequest(services: Services, req: Request): Promise<Principal | AppError | undefined> {
   let outcome = authenticated.get(req);
   if (!outcome) {
     outcome = checkToken(services, req.headers.authorization);
@@ -49,7 +58,7 @@ export function authenticateRequest(services: Services, req: Request): Promise<U
   return outcome;
 }
 
-async function checkToken(services: Services, authorization: string | undefined): Promise<User | AppError | undefined> {
+async function checkToken(services: Services, authorization: string | undefined): Promise<Principal | AppError | undefined> {
   if (!authorization) return undefined;
   const match = /^Bearer\s+(\S+)$/i.exec(authorization);
   if (!match) return Errors.unauthenticated('Send the token as "Authorization: Bearer <token>".');

@@ -1,6 +1,7 @@
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
 import { buildSchema, type BuildSchemaOptions } from 'type-graphql';
 import { authChecker } from './auth-checker';
+import { AccountResolver } from './resolvers/account.resolver';
 import { AuthResolver } from './resolvers/auth.resolver';
 import { FileResolver } from './resolvers/file.resolver';
 import { UploadResolver } from './resolvers/upload.resolver';
@@ -8,7 +9,7 @@ import { UserResolver } from './resolvers/user.resolver';
 import { DateTime } from './scalars';
 
 const options: BuildSchemaOptions = {
-  resolvers: [AuthResolver, UploadResolver, FileResolver, UserResolver],
+  resolvers: [AuthResolver, AccountResolver, UploadResolver, FileResolver, UserResolver],
   authChecker,
   scalarsMap: [{ type: Date, scalar: DateTime }],
   validate: false,

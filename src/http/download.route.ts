@@ -1,6 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
+import { TokenScope } from '../entities';
 import { sendHttpError } from '../error-edge';
 import { AppError, Errors } from '../errors';
 import { bearerUser } from './bearer';
@@ -81,7 +82,7 @@ async function authorize(services: Services, req: Request): Promise<void> {
     }
     return;
   }
-  await bearerUser(services, req, 'Send "Authorization: Bearer <token>" or use the file\'s downloadUrl.');
+  await bearerUser(services, req, 'Send "Authorization: Bearer <token>" or use the file\'s downloadUrl.', TokenScope.READ);
 }
 
 /**

@@ -46,9 +46,15 @@ export class CleanupService {
     );
     progress(`deleted ${orphanedFileBytes} orphaned stored file(s)`);
     await this.loginThrottle.purgeIdle();
+    await this.purgeExpiredRevocations();
     const report = { expiredUploads, purgedRecords, orphanedUploadBytes, orphanedFileBytes };
     this.log.info(report, 'cleanup finished');
     return report;
+  }
+
+  /** Logouts of tokens that have expired since need no remembering (logout also drops them). */
+  private async purgeExpiredRevocations(): Promise<void> {
+    await this.orm.em.getConnection().execute('delete from revoked_tokens where expires_at <= now()');
   }
 
   /** Marks expired uploads EXPIRED (never one a live writer holds), then drops their bytes. */

@@ -7,10 +7,12 @@ import { NO_UPLOAD_METRICS, type UploadMetrics } from '../metrics';
 import type { FileStore } from '../storage/file-store';
 import { LeaseRepository } from '../uploads/lease.repository';
 import { UploadService } from '../uploads/upload.service';
+import { AccessTokenService } from './access-token.service';
 import { AuthService } from './auth.service';
 import { CleanupService } from './cleanup.service';
 import { FileService } from './file.service';
 import { LoginThrottleService } from './login-throttle.service';
+import { UserAdmin } from './user-admin.service';
 import { UserService } from './user.service';
 
 export interface Services {
@@ -20,6 +22,8 @@ export interface Services {
   files: FileService;
   uploads: UploadService;
   users: UserService;
+  userAdmin: UserAdmin;
+  accessTokens: AccessTokenService;
 }
 
 export function createServices(
@@ -36,5 +40,14 @@ export function createServices(
   const leases = new LeaseRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds);
   const uploads = new UploadService(orm, leases, store, md5, files, config, log, metrics, GcPacer.create(config.gcPaceBytes, log));
   const cleanup = new CleanupService(orm, leases, store, throttle, log);
-  return { config, auth, files, uploads, users: new UserService(orm, throttle), cleanup };
+  return {
+    config,
+    auth,
+    files,
+    uploads,
+    users: new UserService(orm, throttle),
+    userAdmin: new UserAdmin(orm, uploads),
+    accessTokens: new AccessTokenService(orm),
+    cleanup,
+  };
 }

@@ -53,6 +53,11 @@ export class UserService {
     return isUuid(id) ? this.orm.em.fork().findOne(User, { id }) : null;
   }
 
+  /** Found as login finds it: any case, any Unicode form. */
+  async findByUsername(username: string): Promise<User | null> {
+    return this.orm.em.fork().findOne(User, { usernameKey: usernameKey(username) });
+  }
+
   async create(input: { username: string; password: string; isAdmin?: boolean | null }): Promise<User> {
     const username = input.username.trim().normalize('NFC');
     if (!USERNAME.test(username)) {

@@ -2,7 +2,7 @@ import cors from 'cors';
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
-import type { User } from '../entities';
+import { TokenScope, type User } from '../entities';
 import { sendHttpError } from '../error-edge';
 import { Errors } from '../errors';
 import { bearerUser } from '../http/bearer';
@@ -72,7 +72,7 @@ export function tusRouter(services: Services, config: Config, log: Logger): Rout
 
   router.post('/', async (req, res) => {
     try {
-      const user = await bearerUser(services, req, HOW_TO_AUTHENTICATE);
+      const user = await bearerUser(services, req, HOW_TO_AUTHENTICATE, TokenScope.UPLOAD);
       const rawMetadata = req.get('upload-metadata');
       const metadata = parseUploadMetadata(rawMetadata);
       const deferLength = req.headers['upload-defer-length'] !== undefined;
@@ -105,7 +105,7 @@ export function tusRouter(services: Services, config: Config, log: Logger): Rout
 
   router.head('/:id', async (req, res) => {
     try {
-      const user = await bearerUser(services, req, HOW_TO_AUTHENTICATE);
+      const user = await bearerUser(services, req, HOW_TO_AUTHENTICATE, TokenScope.UPLOAD);
       const id = req.params.id as string;
       // The client is resuming: a stream it abandoned in this process must not hold the lease.
       await uploads.interruptStream(user, id);
@@ -121,7 +121,7 @@ export function tusRouter(services: Services, config: Config, log: Logger): Rout
 
   router.patch('/:id', async (req, res) => {
     try {
-      const user = await bearerUser(services, req, HOW_TO_AUTHENTICATE);
+      const user = await bearerUser(services, req, HOW_TO_AUTHENTICATE, TokenScope.UPLOAD);
       if (!isOffsetStream(req)) throw Errors.unsupportedMediaType(OFFSET_STREAM);
       const offset = byteCount(req.headers['upload-offset'], 'Upload-Offset');
       const lengthHeader = req.headers['upload-length'];
@@ -141,7 +141,7 @@ export function tusRouter(services: Services, config: Config, log: Logger): Rout
 
   router.delete('/:id', async (req, res) => {
     try {
-      const user = await bearerUser(services, req, HOW_TO_AUTHENTICATE);
+      const user = await bearerUser(services, req, HOW_TO_AUTHENTICATE, TokenScope.UPLOAD);
       const id = req.params.id as string;
       await uploads.interruptStream(user, id);
       await uploads.abort(user, id);

@@ -200,6 +200,21 @@ export class LeaseRepository {
     return done.length === 1;
   }
 
+  /**
+   * Marks every upload in progress of the owner ABORTED whoever holds its lease (the owner is
+   * being deleted): a writer still streaming finds its lease gone at its next renewal or
+   * commit, and stops. Returns the uploads, for their bytes to be deleted.
+   */
+  async abortAllOf(ownerId: string): Promise<ChunkedUpload[]> {
+    const rows = await this.orm.em.getConnection().execute<Record<string, unknown>[]>(
+      `update chunked_uploads set status = 'ABORTED', lease_token = null, lease_expires_at = null, updated_at = now()
+        where owner_id = ? and status = 'UPLOADING' returning *`,
+      [ownerId],
+    );
+    const em = this.orm.em.fork();
+    return rows.map((row: Record<string, unknown>) => em.map(ChunkedUpload, row));
+  }
+
   /** Whether a live writer holds the upload's lease right now. */
   async isHeld(uploadId: string): Promise<boolean> {
     const rows = await this.orm.em

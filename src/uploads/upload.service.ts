@@ -459,6 +459,30 @@ export class UploadService {
   }
 
   /**
+   * Aborts every upload in progress of a user who is being deleted and deletes its bytes.
+   * Nobody waits for a writer to let go: a stream in this process is stopped at once, one
+   * elsewhere at its next lease renewal; a stray byte such a writer still puts down is an
+   * orphan that the cleanup job's sweep deletes. Returns how many were aborted.
+   */
+  async abortAllOf(ownerId: string): Promise<number> {
+    const aborted = await this.leases.abortAllOf(ownerId);
+    for (const upload of aborted) {
+      const live = this.liveStreams.get(upload.id);
+      if (live) {
+        live.stop();
+        await live.done;
+      }
+      try {
+        await this.store.deleteUpload(upload.id, upload.storageState ?? null);
+      } catch (err) {
+        this.log.warn({ err, uploadId: upload.id }, 'could not delete the bytes of an aborted upload; the cleanup job will');
+      }
+      this.log.info({ uploadId: upload.id, ownerId, offset: upload.offset }, 'upload aborted: its owner is being deleted');
+    }
+    return aborted.length;
+  }
+
+  /**
    * The File row, the upload's COMPLETE status and the move of the bytes in one transaction:
    * the bytes move just before it commits, and a failure anywhere rolls the rows back. Moving
    * is idempotent, so if the commit is lost after the move, completing again finishes the job;

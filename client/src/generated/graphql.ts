@@ -13,6 +13,12 @@ export type StartUploadInput = {
   totalSize: number;
 };
 
+/** READ: queries and downloads. UPLOAD: READ plus the upload operations on one's own uploads (GraphQL and tus). FULL: all the user may do. */
+export type TokenScope =
+  | 'FULL'
+  | 'READ'
+  | 'UPLOAD';
+
 export type UploadStatus =
   | 'ABORTED'
   | 'COMPLETE'
@@ -114,6 +120,61 @@ export type ServerLimitsQueryVariables = Exact<{ [key: string]: never; }>;
 
 export type ServerLimitsQuery = { serverLimits: { maxFileSize: number, maxChunkSize: number } };
 
+export type LogoutMutationVariables = Exact<{ [key: string]: never; }>;
+
+
+export type LogoutMutation = { logout: boolean };
+
+export type AccountInfoFragment = { id: string, username: string, isAdmin: boolean, disabled: boolean, createdAt: string };
+
+export type UsersQueryVariables = Exact<{
+  first?: number | null | undefined;
+  after?: string | null | undefined;
+  search?: string | null | undefined;
+}>;
+
+
+export type UsersQuery = { users: { totalCount: number, edges: Array<{ node: { id: string, username: string, isAdmin: boolean, disabled: boolean, createdAt: string } }>, pageInfo: { hasNextPage: boolean, endCursor: string | null } } };
+
+export type UpdateUserMutationVariables = Exact<{
+  id: string | number;
+  isAdmin?: boolean | null | undefined;
+  disabled?: boolean | null | undefined;
+}>;
+
+
+export type UpdateUserMutation = { updateUser: { id: string, username: string, isAdmin: boolean, disabled: boolean, createdAt: string } };
+
+export type DeleteUserMutationVariables = Exact<{
+  id: string | number;
+}>;
+
+
+export type DeleteUserMutation = { deleteUser: boolean };
+
+export type AccessTokenInfoFragment = { id: string, name: string, scopes: Array<TokenScope>, createdAt: string, lastUsedAt: string | null, expiresAt: string | null };
+
+export type MyAccessTokensQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type MyAccessTokensQuery = { myAccessTokens: Array<{ id: string, name: string, scopes: Array<TokenScope>, createdAt: string, lastUsedAt: string | null, expiresAt: string | null }> };
+
+export type CreateAccessTokenMutationVariables = Exact<{
+  name: string;
+  scopes: Array<TokenScope> | TokenScope;
+  expiresInDays?: number | null | undefined;
+}>;
+
+
+export type CreateAccessTokenMutation = { createAccessToken: { token: string, accessToken: { id: string, name: string, scopes: Array<TokenScope>, createdAt: string, lastUsedAt: string | null, expiresAt: string | null } } };
+
+export type RevokeAccessTokenMutationVariables = Exact<{
+  id: string | number;
+}>;
+
+
+export type RevokeAccessTokenMutation = { revokeAccessToken: boolean };
+
 export class TypedDocumentString<TResult, TVariables>
   extends String
   implements DocumentTypeDecoration<TResult, TVariables>
@@ -166,6 +227,25 @@ export const UserInfoFragmentDoc = new TypedDocumentString(`
   isAdmin
 }
     `, {"fragmentName":"UserInfo"}) as unknown as TypedDocumentString<UserInfoFragment, unknown>;
+export const AccountInfoFragmentDoc = new TypedDocumentString(`
+    fragment AccountInfo on User {
+  id
+  username
+  isAdmin
+  disabled
+  createdAt
+}
+    `, {"fragmentName":"AccountInfo"}) as unknown as TypedDocumentString<AccountInfoFragment, unknown>;
+export const AccessTokenInfoFragmentDoc = new TypedDocumentString(`
+    fragment AccessTokenInfo on AccessToken {
+  id
+  name
+  scopes
+  createdAt
+  lastUsedAt
+  expiresAt
+}
+    `, {"fragmentName":"AccessTokenInfo"}) as unknown as TypedDocumentString<AccessTokenInfoFragment, unknown>;
 export const LoginDocument = new TypedDocumentString(`
     mutation Login($username: String!, $password: String!) {
   login(username: $username, password: $password) {
@@ -360,3 +440,84 @@ export const ServerLimitsDocument = new TypedDocumentString(`
   }
 }
     `) as unknown as TypedDocumentString<ServerLimitsQuery, ServerLimitsQueryVariables>;
+export const LogoutDocument = new TypedDocumentString(`
+    mutation Logout {
+  logout
+}
+    `) as unknown as TypedDocumentString<LogoutMutation, LogoutMutationVariables>;
+export const UsersDocument = new TypedDocumentString(`
+    query Users($first: Int, $after: String, $search: String) {
+  users(first: $first, after: $after, search: $search) {
+    edges {
+      node {
+        ...AccountInfo
+      }
+    }
+    pageInfo {
+      hasNextPage
+      endCursor
+    }
+    totalCount
+  }
+}
+    fragment AccountInfo on User {
+  id
+  username
+  isAdmin
+  disabled
+  createdAt
+}`) as unknown as TypedDocumentString<UsersQuery, UsersQueryVariables>;
+export const UpdateUserDocument = new TypedDocumentString(`
+    mutation UpdateUser($id: ID!, $isAdmin: Boolean, $disabled: Boolean) {
+  updateUser(id: $id, isAdmin: $isAdmin, disabled: $disabled) {
+    ...AccountInfo
+  }
+}
+    fragment AccountInfo on User {
+  id
+  username
+  isAdmin
+  disabled
+  createdAt
+}`) as unknown as TypedDocumentString<UpdateUserMutation, UpdateUserMutationVariables>;
+export const DeleteUserDocument = new TypedDocumentString(`
+    mutation DeleteUser($id: ID!) {
+  deleteUser(id: $id)
+}
+    `) as unknown as TypedDocumentString<DeleteUserMutation, DeleteUserMutationVariables>;
+export const MyAccessTokensDocument = new TypedDocumentString(`
+    query MyAccessTokens {
+  myAccessTokens {
+    ...AccessTokenInfo
+  }
+}
+    fragment AccessTokenInfo on AccessToken {
+  id
+  name
+  scopes
+  createdAt
+  lastUsedAt
+  expiresAt
+}`) as unknown as TypedDocumentString<MyAccessTokensQuery, MyAccessTokensQueryVariables>;
+export const CreateAccessTokenDocument = new TypedDocumentString(`
+    mutation CreateAccessToken($name: String!, $scopes: [TokenScope!]!, $expiresInDays: Int) {
+  createAccessToken(name: $name, scopes: $scopes, expiresInDays: $expiresInDays) {
+    token
+    accessToken {
+      ...AccessTokenInfo
+    }
+  }
+}
+    fragment AccessTokenInfo on AccessToken {
+  id
+  name
+  scopes
+  createdAt
+  lastUsedAt
+  expiresAt
+}`) as unknown as TypedDocumentString<CreateAccessTokenMutation, CreateAccessTokenMutationVariables>;
+export const RevokeAccessTokenDocument = new TypedDocumentString(`
+    mutation RevokeAccessToken($id: ID!) {
+  revokeAccessToken(id: $id)
+}
+    `) as unknown as TypedDocumentString<RevokeAccessTokenMutation, RevokeAccessTokenMutationVariables>;

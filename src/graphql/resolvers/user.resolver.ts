@@ -1,4 +1,4 @@
-import { Arg, Authorized, Ctx, Int, Mutation, Query, Resolver } from 'type-graphql';
+import { Arg, Authorized, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
 import { ADMIN } from '../auth-checker';
 import { requireUser, type RequestContext } from '../context';
 import { UserConnection } from '../types/user-connection.type';
@@ -37,8 +37,30 @@ export class UserResolver {
     return UserType.from(await ctx.services.users.create({ username, password, isAdmin }));
   }
 
+  @Authorized(ADMIN)
+  @Mutation(() => UserType, {
+    description: 'Admins only. A disabled user is out at once: no token of theirs works, and login answers as for a wrong password. The last admin cannot be demoted or disabled.',
+  })
+  async updateUser(
+    @Arg('id', () => ID) id: string,
+    @Arg('isAdmin', () => Boolean, { nullable: true }) isAdmin: boolean | null,
+    @Arg('disabled', () => Boolean, { nullable: true }) disabled: boolean | null,
+    @Ctx() ctx: RequestContext,
+  ): Promise<UserType> {
+    return UserType.from(await ctx.services.userAdmin.update(id, { isAdmin, disabled }));
+  }
+
+  @Authorized(ADMIN)
+  @Mutation(() => Boolean, {
+    description: 'Admins only. Their files stay (without an author); their uploads in progress are aborted; their tokens end. Not the last admin.',
+  })
+  async deleteUser(@Arg('id', () => ID) id: string, @Ctx() ctx: RequestContext): Promise<boolean> {
+    await ctx.services.userAdmin.delete(id);
+    return true;
+  }
+
   @Authorized()
-  @Mutation(() => Boolean, { description: 'Needs the old password; tokens issued before the change stop working.' })
+  @Mutation(() => Boolean, { description: 'Needs the old password; login tokens issued before the change stop working (access tokens stay).' })
   async changePassword(
     @Arg('oldPassword', () => String) oldPassword: string,
     @Arg('newPassword', () => String) newPassword: string,

@@ -15,11 +15,14 @@ export class UserType {
   @Field(() => Boolean)
   isAdmin!: boolean;
 
+  @Field(() => Boolean, { description: 'A disabled user cannot log in, and none of their tokens work.' })
+  disabled!: boolean;
+
   @Field(() => DateTime)
   createdAt!: Date;
 
   static from(user: User): UserType {
-    return Object.assign(new UserType(), { id: user.id, username: user.username, isAdmin: user.isAdmin, createdAt: user.createdAt });
+    return Object.assign(new UserType(), { id: user.id, username: user.username, isAdmin: user.isAdmin, disabled: user.disabled, createdAt: user.createdAt });
   }
 }
 

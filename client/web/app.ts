@@ -382,6 +382,10 @@ function showProgress(row: UploadRow, p: UploadProgress): void {
       row.progress.value = p.totalBytes;
       row.status.textContent = 'Verifying…';
       break;
+    case 'verifying':
+      row.progress.value = p.totalBytes;
+      row.status.textContent = 'Sent to storage; the server is checking its md5…';
+      break;
     default:
       row.progress.value = p.bytesUploaded;
       row.status.textContent = `${formatBytes(p.bytesUploaded)} of ${formatBytes(p.totalBytes)} · ${percent}%${resumed}`;

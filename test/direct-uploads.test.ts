@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { after, before, describe, it } from 'node:test';
+import { UploadClient, UploadError, type FetchLike } from '../client/src/node';
+import { runCli, show, UPLOAD_CLI } from './helpers/cli';
 import { expectCode, expectOk } from './helpers/assert';
 import { md5, randomFile, tag, type GraphQLClient } from './helpers/client';
 import { NEEDS_POSTGRES } from './helpers/database';
@@ -215,6 +220,93 @@ describe('direct uploads to S3', { skip: S3_SKIP }, () => {
     const again = await alice.start(name, 3);
     await sendChunks(alice, again.id, Buffer.from('abc'), 0, 3, 3);
     assert.equal((await completeAndVerify(alice, again.id, Buffer.from('abc'))).name, name);
+  });
+
+  it('the SDK sends parts straight to the bucket, retries a failed PUT, resumes after a pause, and ends READY', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'direct-sdk-'));
+    try {
+      const bytes = randomFile(4 * PART + 4321);
+      const file = path.join(dir, `sdk-${tag()}.bin`);
+      await writeFile(file, bytes);
+      // The first PUT to the store fails as a dropped connection would.
+      let puts = 0;
+      let failedOnce = false;
+      const flaky: FetchLike = async (url, init) => {
+        if (init.method === 'PUT') {
+          puts++;
+          if (!failedOnce) {
+            failedOnce = true;
+            throw new TypeError('fetch failed');
+          }
+        }
+        return fetch(url, init);
+      };
+      const client = new UploadClient({ url: server.url, token: alice.token, fetch: flaky, retry: { minDelayMs: 50, maxDelayMs: 200 } });
+      const pause = new AbortController();
+      const retries: string[] = [];
+      const first = client.upload(file, {
+        partSize: PART,
+        parallelParts: 2,
+        signal: pause.signal,
+        onRetry: (err) => retries.push(err.code),
+        onProgress: (p) => {
+          if (p.bytesUploaded >= 2 * PART) pause.abort(new DOMException('paused', 'AbortError'));
+        },
+      });
+      await assert.rejects(first, (err: Error) => err.name === 'AbortError');
+      assert.deepEqual(retries, ['NETWORK_ERROR']);
+      const putsBeforeResume = puts;
+
+      const phases = new Set<string>();
+      const result = await client.upload(file, { partSize: PART, onProgress: (p) => phases.add(p.phase) });
+      assert.ok(result.resumedFrom >= 2 * PART, `resumed at ${result.resumedFrom}`);
+      assert.ok(puts - putsBeforeResume <= 3, `only the missing parts were sent again (${puts - putsBeforeResume} PUTs)`);
+      assert.ok(phases.has('verifying'));
+      assert.equal(result.file.status, 'READY');
+      assert.equal(result.md5, md5(bytes));
+      const download = await alice.download(`/files/${result.file.id}/content`);
+      assert.equal(md5(download.body), md5(bytes));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the CLI uploads directly and reports the verified file', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'direct-cli-'));
+    try {
+      const bytes = randomFile(PART + 1);
+      const file = path.join(dir, `cli-${tag()}.bin`);
+      await writeFile(file, bytes);
+      const run = await runCli(['--url', server.url, '--token', alice.token!, '--quiet', '--state-file', path.join(dir, 'state.json'), file], {}, { script: UPLOAD_CLI });
+      assert.equal(run.code, 0, show(run));
+      const line = JSON.parse(run.stdout.trim());
+      assert.equal(line.status, 'READY');
+      assert.equal(line.md5, md5(bytes));
+      assert.equal((await alice.data(`query($id: ID!) { upload(id: $id) { direct } }`, { id: line.id })).upload.direct, true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the SDK reports a file the server rejected as REJECTED', async () => {
+    // Without part md5s, a part damaged on its way reaches the bucket; the server's read sees it.
+    const bytes = randomFile(PART + 3);
+    const damaging: FetchLike = async (url, init) => {
+      if (init.method === 'PUT' && new URL(url).searchParams.get('partNumber') === '2') {
+        const body = Buffer.from(init.body as Uint8Array);
+        body[0] ^= 1;
+        return fetch(url, { ...init, body });
+      }
+      return fetch(url, init);
+    };
+    const client = new UploadClient({ url: server.url, token: alice.token, fetch: damaging });
+    const rejected = await client.upload(new Blob([bytes]), { filename: `damaged-${tag()}.bin`, partSize: PART, verifyChunks: false }).then(
+      () => assert.fail('the upload should have been rejected'),
+      (err: unknown) => err,
+    );
+    assert.ok(rejected instanceof UploadError);
+    assert.equal(rejected.code, 'REJECTED');
+    assert.match(rejected.message, /md5/);
   });
 
   it("answers NOT_FOUND for another user's upload", async () => {

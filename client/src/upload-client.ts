@@ -112,7 +112,10 @@ export interface UploadOptions {
    * resuming off for this call.
    */
   fingerprint?: string | null;
-  /** Sends each chunk's md5 so the server refuses a chunk damaged in transit. Default true. */
+  /**
+   * Sends each chunk's md5 so the server refuses a chunk damaged in transit (direct uploads:
+   * each part's md5 is signed into its URL, so the store refuses it). Default true.
+   */
   verifyChunks?: boolean;
   /**
    * Send the bytes straight to the object store when the server offers it (serverLimits.directUploads):
@@ -560,15 +563,16 @@ export class BaseUploadClient {
     const partHasher = await this.platform.createMD5();
     const parallel = Math.max(1, Math.floor(options.parallelParts ?? DEFAULT_PARALLEL_PARTS));
     /** Parts read and waiting to be signed, then parts on their way: at most `parallel` of each. */
-    let batch: { n: number; bytes: Uint8Array; md5: string }[] = [];
+    let batch: { n: number; bytes: Uint8Array; md5?: string }[] = [];
+    const verifyParts = options.verifyChunks !== false;
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
 
-    const sendPart = async (n: number, bytes: Uint8Array, md5: string, signed: { url: string; headers: { name: string; value: string }[]; expiresAt: string }) => {
+    const sendPart = async (n: number, bytes: Uint8Array, md5: string | undefined, signed: { url: string; headers: { name: string; value: string }[]; expiresAt: string }) => {
       for (let attempt = 0; ; attempt++) {
         throwIfAborted(signal);
         if (Date.parse(signed.expiresAt) - Date.now() < 5000) {
-          [signed] = (await this.withRetry(() => this.request(SignUploadPartsDocument, { uploadId, partNumbers: [n], partMd5s: [md5] }, signal), options)).signUploadParts;
+          [signed] = (await this.withRetry(() => this.request(SignUploadPartsDocument, { uploadId, partNumbers: [n], partMd5s: md5 ? [md5] : null }, signal), options)).signUploadParts;
         }
         const outcome = await this.transport.putPart(signed.url, signed.headers, bytes, signal);
         if (outcome.ok) break;
@@ -587,7 +591,7 @@ export class BaseUploadClient {
       const parts = batch;
       batch = [];
       const { signUploadParts } = await this.withRetry(
-        () => this.request(SignUploadPartsDocument, { uploadId, partNumbers: parts.map((p) => p.n), partMd5s: parts.map((p) => p.md5) }, signal),
+        () => this.request(SignUploadPartsDocument, { uploadId, partNumbers: parts.map((p) => p.n), partMd5s: verifyParts ? parts.map((p) => p.md5!) : null }, signal),
         options,
       );
       for (const [i, part] of parts.entries()) {
@@ -616,9 +620,13 @@ export class BaseUploadClient {
         }
         report({ bytesHashed: start + bytes.length, phase: missing.has(n) ? 'uploading' : 'hashing' });
         if (!missing.has(n)) continue;
-        partHasher.init();
-        partHasher.update(bytes);
-        batch.push({ n, bytes, md5: partHasher.digest('hex') });
+        let partMd5: string | undefined;
+        if (verifyParts) {
+          partHasher.init();
+          partHasher.update(bytes);
+          partMd5 = partHasher.digest('hex');
+        }
+        batch.push({ n, bytes, md5: partMd5 });
         if (batch.length >= Math.min(SIGN_BATCH, parallel)) await flush();
       }
       await flush();

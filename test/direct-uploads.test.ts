@@ -171,6 +171,8 @@ describe('direct uploads to S3', { skip: S3_SKIP }, () => {
     const [second] = await sign(alice, upload.id, [2]);
     assert.equal((await put(second, part(bytes, 2))).status, 200);
     assert.deepEqual((await alice.data(MISSING, { id: upload.id })).upload.missingParts, [1, 3]);
+    // Bytes through the server would make parts of their own in the same multipart upload.
+    expectCode(await alice.uploadChunk(upload.id, 0, part(bytes, 1)), 'BAD_USER_INPUT');
     const refused = expectCode(await alice.request(COMPLETE, { id: upload.id, md5: md5(bytes) }), 'UPLOAD_INCOMPLETE');
     assert.deepEqual(refused.extensions?.missingParts, [1, 3]);
     // A first part of the wrong size is refused at completion; sent again, the upload completes.

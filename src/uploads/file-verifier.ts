@@ -44,6 +44,8 @@ export class FileVerifier {
   private stopped = true;
   private wakeUp?: () => void;
   private loop?: Promise<void>;
+  /** The object being read, destroyed when the server stops so that stopping does not wait for the store. */
+  private reading?: Readable;
 
   constructor(
     private readonly orm: MikroORM,
@@ -67,6 +69,7 @@ export class FileVerifier {
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake();
+    this.reading?.destroy(new Stopping());
     await this.loop;
   }
 
@@ -148,6 +151,7 @@ export class FileVerifier {
   /** One streaming read of the object: its md5 and length. Renews the claim as it goes. */
   private async readMd5(job: ClaimedJob): Promise<{ md5: string; size: number }> {
     const body: Readable = await this.store.readFile(job.fileId);
+    this.reading = body;
     const hash = createHash('md5');
     const renewEveryMs = (this.options.leaseSeconds * 1000) / 3;
     const started = Date.now();
@@ -169,6 +173,7 @@ export class FileVerifier {
         }
       }
     } finally {
+      this.reading = undefined;
       body.destroy();
     }
     if (!(await this.renew(job))) throw new LeaseLost();

@@ -300,6 +300,11 @@ export class UploadService {
     const claimSentAt = Date.now();
     const claimed = await this.leases.claim(uploadId, owner.id, offset);
     if (!claimed) throw await this.explainRefusal(uploadId, owner.id, { offset });
+    if (claimed.upload.direct) {
+      // Its parts go to the store over signUploadParts URLs; a chunk here would add parts of its own.
+      await this.release(claimed.lease);
+      throw Errors.badInput('This is a direct upload: PUT its parts to the URLs signUploadParts gives.');
+    }
     let lease: Lease | undefined = claimed.lease;
     const clock = new LeaseClock(lease.generation, this.config.uploadLockTtlSeconds * 1000, claimSentAt);
     // A stream renews often, so that a newer request's ask to release reaches it within a second.

@@ -3,13 +3,17 @@ import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { MikroORM } from '@mikro-orm/core';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { after, before, describe, it } from 'node:test';
 import { UploadClient, UploadError, type FetchLike } from '../client/src/node';
 import { runCli, show, UPLOAD_CLI } from './helpers/cli';
 import { expectCode, expectOk } from './helpers/assert';
 import { md5, randomFile, tag, type GraphQLClient } from './helpers/client';
-import { NEEDS_POSTGRES } from './helpers/database';
+import { createTestDatabase, NEEDS_POSTGRES } from './helpers/database';
+import { migrations } from '../src/db/migrations';
+import { ormOptions } from '../src/db/orm';
 import { ProcessFixture } from './helpers/process';
 import { S3_SKIP, s3Env } from './helpers/s3';
 import { startServer, startServers, type TestServer } from './helpers/server';
@@ -93,6 +97,34 @@ async function objectExists(env: Record<string, string>, key: string): Promise<b
     s3.destroy();
   }
 }
+
+describe('the direct uploads migration', () => {
+  it('makes every existing file READY and keeps names unique among files that are not REJECTED', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'direct-migration-'));
+    const database = await createTestDatabase();
+    const { options, embedded } = ormOptions({ databaseUrl: database.url, dataDir });
+    const orm = await MikroORM.init({ ...options, logger: () => {} });
+    try {
+      const sql = (query: string, params: unknown[] = []) => orm.em.getConnection().execute(query, params);
+      const mine = migrations.findIndex((m) => m.name === 'Migration20261203120000_direct_uploads');
+      await orm.getMigrator().up({ to: migrations[mine - 1].name });
+      const userId = randomUUID();
+      const fileId = randomUUID();
+      await sql(`insert into users (id, username, username_key, password_hash, created_at) values (?, 'old', 'old', 'x', now())`, [userId]);
+      await sql(`insert into files (id, name, size, md5, uploaded_at, author_id) values (?, 'old.bin', 3, ?, now(), ?)`, [fileId, md5(Buffer.from('abc')), userId]);
+      await orm.getMigrator().up();
+      assert.deepEqual(await sql(`select status, status_reason from files where id = ?`, [fileId]), [{ status: 'READY', status_reason: null }]);
+      await assert.rejects(sql(`insert into files (id, name, size, md5, uploaded_at) values (?, 'OLD.bin', 1, 'x', now())`, [randomUUID()]), /files_name_lower_unique/);
+      await sql(`update files set status = 'REJECTED' where id = ?`, [fileId]);
+      await sql(`insert into files (id, name, size, md5, uploaded_at) values (?, 'OLD.bin', 1, 'x', now())`, [randomUUID()]);
+    } finally {
+      await orm.close(true);
+      if (embedded && !embedded.closed) await embedded.close();
+      await database.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('direct uploads on disk storage', () => {
   let server: TestServer;

@@ -146,7 +146,7 @@ export async function createApp(
     expressApp.use(operationsRouter({ database, store, metrics, metricsToken: config.metricsToken, log }));
     expressApp.use(downloadRouter(services, log));
     // The browser client (public/): log in, upload with resume, list, download; and the explorer.
-    expressApp.use(pageSecurityPolicy(), express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }));
+    expressApp.use(pageSecurityPolicy(store.direct ? [store.direct.clientOrigin] : []), express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }));
     if (config.playground) expressApp.use(explorerRouter());
     expressApp.use(
       '/graphql',

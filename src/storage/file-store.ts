@@ -64,6 +64,8 @@ export interface PresignedPart {
  * over presigned URLs, and the server only signs, checks and completes.
  */
 export interface DirectUploads {
+  /** Where presigned URLs point (scheme, host, port): the browser page must be allowed to connect there. */
+  readonly clientOrigin: string;
   /** The upload's initial state, for parts of exactly `partSize` bytes (but the last). */
   createDirectUpload(uploadId: string, partSize: number): Promise<StoreState>;
   /** A URL valid `expiresInSeconds`; with `md5` (hex), the store refuses a part whose bytes do not have it. */

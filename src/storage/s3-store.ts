@@ -99,6 +99,7 @@ export class S3Store implements FileStore, DirectUploads {
     private readonly options: S3StoreOptions,
     /** Signs the URLs clients use: the same client, unless clients reach the store under another name. */
     private readonly signer: S3Client,
+    readonly clientOrigin: string,
   ) {}
 
   static async open(options: S3StoreOptions): Promise<S3Store> {
@@ -116,7 +117,10 @@ export class S3Store implements FileStore, DirectUploads {
       requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
     });
     const s3 = client(options.endpoint);
-    const store = new S3Store(new S3Calls(s3), options, options.publicEndpoint ? client(options.publicEndpoint) : s3);
+    const signer = options.publicEndpoint ? client(options.publicEndpoint) : s3;
+    // Signing is local: one URL for a key that need not exist tells where clients will connect.
+    const probe = await getSignedUrl(signer, new GetObjectCommand({ Bucket: options.bucket, Key: `${options.prefix}files/` }), { expiresIn: 60 });
+    const store = new S3Store(new S3Calls(s3), options, signer, new URL(probe).origin);
     await mkdir(options.stagingDir, { recursive: true });
     await store.ensureBucket();
     return store;

@@ -16,8 +16,8 @@ import helmet from 'helmet';
 export function pageSecurityPolicy(connectTo: string[] = []): RequestHandler {
   const directives = {
     'script-src': ["'self'", "'wasm-unsafe-eval'"],
-    // Direct uploads PUT parts to the object store's origin (`connectTo`); everything else is this origin.
-    'connect-src': ["'self'", ...connectTo],
+    // Direct uploads PUT parts to the object store's origin; otherwise default-src ('self') covers it.
+    ...(connectTo.length > 0 ? { 'connect-src': ["'self'", ...connectTo] } : {}),
   };
   const overTls = helmet.contentSecurityPolicy({ directives });
   const plainHttp = helmet.contentSecurityPolicy({ directives: { ...directives, 'upgrade-insecure-requests': null } });

@@ -20,6 +20,7 @@ import { withPg } from './lib/pg.mjs';
 import { GiB, KiB, MiB, TARGETS, report, requestLabel, sizeLabel } from './lib/report.mjs';
 import { generateSource, rangeKey } from './lib/source.mjs';
 import { sdkVsCurl } from './lib/sdk-vs-curl.mjs';
+import { directVsProxied } from './lib/direct.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SERVER_MAIN = path.join(ROOT, 'dist/src/main.js');
@@ -50,6 +51,9 @@ const HELP = `Usage: npm run bench -- [options]      (or: node bench/run.mjs [op
   --skip-sdk           leave out the SDK-vs-curl comparison (about 40 s)
   --out FILE           where to write the JSON (default bench/results/latest.json)
   --keep               keep the temporary directory (source file, data, server logs)
+  --s3-endpoint URL    also measure the server's CPU per GiB for a direct upload to that
+                       S3-compatible store beside the proxied path (credentials: $BENCH_S3_ACCESS_KEY_ID,
+                       $BENCH_S3_SECRET_ACCESS_KEY, default Swift's test:tester / testing)
   --help
 `;
 
@@ -122,6 +126,7 @@ function parseOptions() {
       rate: { type: 'string' },
       'link-only': { type: 'boolean', default: false },
       'skip-sdk': { type: 'boolean', default: false },
+      's3-endpoint': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -690,6 +695,9 @@ async function main() {
       if (!proc.alive) bench.failures.push({ target: proc.name, label: 'process', size: 0, chunkSize: 0, error: `${proc.name} died during the bench` });
     }
     out.targets = targets(results);
+    if (options['s3-endpoint']) {
+      out.directUploads = await directVsProxied({ root: ROOT, tmp: bench.tmp, endpoint: options['s3-endpoint'], size: options.profile.seqSize, runs: options.runs, progress });
+    }
     if (bench.failures.length) bench.keepLogs = true;
   } catch (err) {
     if (interrupted) await new Promise(() => {}); // the signal handler exits once cleaned up
@@ -702,6 +710,10 @@ async function main() {
   await mkdir(path.dirname(options.out), { recursive: true });
   await writeFile(options.out, JSON.stringify(out, null, 2) + '\n');
   console.log(report(out));
+  if (out.directUploads) {
+    const { size, proxied, direct } = out.directUploads;
+    console.log(`\nS3, ${sizeLabel(size)} through the SDK — server CPU per GiB: proxied ${proxied.cpuSecondsPerGiB} s (${proxied.seconds} s per upload), direct ${direct.cpuSecondsPerGiB} s until READY, the verifying read included (${direct.seconds} s)`);
+  }
   console.log(`\nJSON: ${path.relative(process.cwd(), options.out) || options.out}  (${out.meta.seconds} s)`);
   if (out.failures.length) process.exitCode = 1;
 }

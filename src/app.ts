@@ -146,7 +146,7 @@ export async function createApp(
     expressApp.use(operationsRouter({ database, store, metrics, metricsToken: config.metricsToken, log }));
     expressApp.use(downloadRouter(services, log));
     // The browser client (public/): log in, upload with resume, list, download; and the explorer.
-    expressApp.use(pageSecurityPolicy(), express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }));
+    expressApp.use(pageSecurityPolicy(store.direct ? [store.direct.clientOrigin] : []), express.static(PUBLIC_DIR, { index: 'index.html', maxAge: '5m' }));
     if (config.playground) expressApp.use(explorerRouter());
     expressApp.use(
       '/graphql',
@@ -161,6 +161,8 @@ export async function createApp(
     expressApp.use(transportErrorHandler(log));
 
     const cleanupTimer = scheduleCleanup(services, config, log);
+    // Jobs left by a stopped or crashed instance are picked up now.
+    services.verifier.start();
 
     return {
       server,
@@ -186,6 +188,7 @@ export async function createApp(
         if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
         // Operations whose clients left are still releasing their leases: let them.
         await inFlight.settled(SHUTDOWN_GRACE_MS);
+        await services.verifier.stop();
         await md5.close();
         await database.close();
       },

@@ -47,11 +47,16 @@ const envSchema = z
     GC_PACE: integer(0, 1024).default(8),
     CLEANUP_INTERVAL: integer(0).default(3600),
     DOWNLOAD_LINK_TTL: integer(1).default(900),
+    // SigV4 presigned URLs live at most 7 days.
+    DIRECT_URL_TTL: integer(1, 7 * 86400).default(3600),
+    VERIFY_POLL_MS: integer(50, 3_600_000).default(2000),
+    VERIFY_MAX_RATE: integer(0).default(0),
     GRAPHQL_INTROSPECTION: booleanFlag.optional(),
     GRAPHQL_PLAYGROUND: booleanFlag.optional(),
     FEDERATION: booleanFlag.default(false),
     STORAGE: z.enum(['disk', 's3'], { error: 'must be disk or s3' }).default('disk'),
     S3_ENDPOINT: z.url({ error: 'must be a URL such as http://127.0.0.1:9000' }).optional(),
+    S3_PUBLIC_ENDPOINT: z.url({ error: 'must be a URL such as https://s3.example.com' }).optional(),
     S3_REGION: z.string().min(1).default('us-east-1'),
     S3_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)').optional(),
     S3_PREFIX: z.string().default(''),
@@ -119,6 +124,12 @@ export interface Config {
   storage: DiskStorageConfig | S3StorageConfig;
   cleanupIntervalSeconds: number;
   downloadLinkTtlSeconds: number;
+  /** Direct uploads: how long a presigned part URL stays valid. */
+  directUrlTtlSeconds: number;
+  /** How often each instance looks for files to verify (it is also woken at once by a completion here). */
+  verifyPollMs: number;
+  /** Bytes a second one verification reads from the store at most (0: as fast as it answers). */
+  verifyMaxRate: number;
   introspection: boolean;
   /** The Apollo Sandbox landing page at GET /graphql. */
   playground: boolean;
@@ -151,6 +162,8 @@ export interface S3StorageConfig {
   credentials?: { accessKeyId: string; secretAccessKey: string };
   /** The smallest part uploaded (raised for files that would need more than 10,000 parts). */
   partSize: number;
+  /** The endpoint clients reach for direct uploads, when it is not `endpoint` (a proxy, a public name). */
+  publicEndpoint?: string;
 }
 
 /** The configuration a running server uses: the token signing key is known. */
@@ -169,7 +182,7 @@ export class ConfigError extends Error {
  */
 const SERVER_ONLY = new Set([
   'PORT', 'HOST', 'CORS_ORIGINS', 'TRUST_PROXY', 'GRAPHQL_INTROSPECTION', 'GRAPHQL_PLAYGROUND', 'FEDERATION',
-  'CLEANUP_INTERVAL', 'BODY_TIMEOUT', 'GC_PACE', 'JWT_TTL', 'DOWNLOAD_LINK_TTL', 'ADMIN_USERNAME', 'ADMIN_PASSWORD',
+  'CLEANUP_INTERVAL', 'VERIFY_POLL_MS', 'VERIFY_MAX_RATE', 'DIRECT_URL_TTL', 'BODY_TIMEOUT', 'GC_PACE', 'JWT_TTL', 'DOWNLOAD_LINK_TTL', 'ADMIN_USERNAME', 'ADMIN_PASSWORD',
 ]);
 
 /** `server`: every setting; `maintenance`: the CLI's commands, which ignore SERVER_ONLY. */
@@ -228,10 +241,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, scope: ConfigSc
                 ? { accessKeyId: e.S3_ACCESS_KEY_ID, secretAccessKey: e.S3_SECRET_ACCESS_KEY }
                 : undefined,
             partSize: e.S3_PART_SIZE,
+            publicEndpoint: e.S3_PUBLIC_ENDPOINT,
           }
         : { kind: 'disk' },
     cleanupIntervalSeconds: e.CLEANUP_INTERVAL,
     downloadLinkTtlSeconds: e.DOWNLOAD_LINK_TTL,
+    directUrlTtlSeconds: e.DIRECT_URL_TTL,
+    verifyPollMs: e.VERIFY_POLL_MS,
+    verifyMaxRate: e.VERIFY_MAX_RATE,
     introspection: e.GRAPHQL_INTROSPECTION ?? e.NODE_ENV !== 'production',
     playground: e.GRAPHQL_PLAYGROUND ?? e.NODE_ENV !== 'production',
     federation: e.FEDERATION,

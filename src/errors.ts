@@ -25,6 +25,8 @@ export const ERROR_TABLE = {
   RATE_LIMITED: { graphql: 'RATE_LIMITED', http: 429 },
   // Beyond API.md: a user with MAX_UPLOADS_IN_PROGRESS uploads open must finish or abort one first.
   TOO_MANY_UPLOADS: { graphql: 'TOO_MANY_UPLOADS', http: 429 },
+  // Beyond API.md: a download of a file still VERIFYING, or REJECTED (API.md: "answer 409").
+  FILE_NOT_READY: { graphql: 'FILE_NOT_READY', http: 409 },
   // Beyond API.md's list of client mistakes: server-side conditions a client can only wait out.
   STORAGE_UNAVAILABLE: { graphql: 'STORAGE_UNAVAILABLE', http: 503 },
   SERVICE_UNAVAILABLE: { graphql: 'SERVICE_UNAVAILABLE', http: 503 },
@@ -92,11 +94,14 @@ export const Errors = {
   uploadLocked: () =>
     new AppError('UPLOAD_LOCKED', 'Another request is writing to this upload right now. Retry when it has finished.'),
   payloadTooLarge: (message: string) => new AppError('PAYLOAD_TOO_LARGE', message),
-  uploadIncomplete: (offset: number, totalSize: number) =>
-    new AppError('UPLOAD_INCOMPLETE', `Only ${offset} of ${totalSize} bytes have arrived: send the rest before completing.`, {
-      offset,
-      totalSize,
-    }),
+  uploadIncomplete: (offset: number, totalSize: number, more: { missingParts?: number[] } = {}) =>
+    new AppError(
+      'UPLOAD_INCOMPLETE',
+      more.missingParts
+        ? `Parts ${more.missingParts.join(', ')}${more.missingParts.length >= 100 ? ' (and maybe more)' : ''} are not in the store yet: send them before completing.`
+        : `Only ${offset} of ${totalSize} bytes have arrived: send the rest before completing.`,
+      { offset, totalSize, ...more },
+    ),
   checksumMismatch: (message: string) => new AppError('CHECKSUM_MISMATCH', message),
   uploadExpired: () => new AppError('UPLOAD_EXPIRED', 'This upload has expired: start a new one.'),
   uploadNotActive: (status: string) =>
@@ -109,6 +114,14 @@ export const Errors = {
     new AppError('RATE_LIMITED', `You already have ${limit} chunks streaming to this server: retry when one has finished.`, { retryAfter: 1 }),
   tooManyUploads: (limit: number) =>
     new AppError('TOO_MANY_UPLOADS', `You have ${limit} uploads in progress, the most allowed: complete or abort one first.`, { limit }),
+  fileNotReady: (status: string, reason?: string | null) =>
+    new AppError(
+      'FILE_NOT_READY',
+      status === 'VERIFYING'
+        ? 'This file is still being verified: it can be downloaded once its status is READY.'
+        : `This file was rejected${reason ? ` (${reason})` : ''}: its bytes are gone.`,
+      { status },
+    ),
   /**
    * The store itself failed (full, read-only, out of reach). For a chunk, `expectedOffset` is
    * where the client resumes: nothing of this chunk counts.

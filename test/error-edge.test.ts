@@ -131,6 +131,7 @@ describe(`the error edge (${databaseKind})`, () => {
         Errors.tooManyUploads(3),
         Errors.tusVersionUnsupported(),
         Errors.unsupportedMediaType('application/offset+octet-stream'),
+        Errors.fileNotReady('VERIFYING'),
       ];
       assert.deepEqual(new Set(samples.map((e) => e.code)), new Set(Object.keys(ERROR_TABLE)), 'one factory per code');
       for (const err of samples) {

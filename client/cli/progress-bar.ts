@@ -60,8 +60,8 @@ export class ProgressBar {
     const detail =
       p.phase === 'hashing'
         ? `checking ${formatBytes(done)} already on the server`
-        : p.phase === 'completing' || p.phase === 'done'
-          ? `${formatBytes(p.totalBytes)} ${p.phase === 'done' ? 'done' : 'completing…'}`
+        : p.phase === 'completing' || p.phase === 'verifying' || p.phase === 'done'
+          ? `${formatBytes(p.totalBytes)} ${p.phase === 'done' ? 'done' : p.phase === 'verifying' ? 'verifying on the server…' : 'completing…'}`
           : `${formatBytes(p.bytesTransferred)}/${formatBytes(p.totalBytes)} ${formatBytes(rate)}/s ETA ${formatDuration(remaining)}`;
     const name = this.label.length > 24 ? `${this.label.slice(0, 23)}…` : this.label;
     const barWidth = Math.max(10, Math.min(40, columns - name.length - detail.length - 12));

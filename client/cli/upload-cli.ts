@@ -27,6 +27,9 @@ Options:
   --state-file PATH     where interrupted uploads are remembered
                         (default: $XDG_STATE_HOME/chunked-upload/resume.json)
   --no-resume           start every file afresh
+  --no-direct           send the bytes through the server even when it offers direct
+                        uploads to object storage (by default parts go straight to the bucket)
+  --parallel N          direct uploads: parts sent at once (default 4)
   -q, --quiet           no progress bar
   -h, --help
 
@@ -71,6 +74,11 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`--chunk-size: ${(err as Error).message}\n`);
     return 2;
   }
+  const parallel = values.parallel === undefined ? undefined : Number(values.parallel);
+  if (parallel !== undefined && !(Number.isInteger(parallel) && parallel >= 1 && parallel <= 64)) {
+    process.stderr.write(`--parallel: give a whole number from 1 to 64\n`);
+    return 2;
+  }
   if (files.length === 0 || (!token && !(username && password))) {
     process.stderr.write(`Give at least one file, and --username and --password (or --token).\n\n${HELP}\n`);
     return 2;
@@ -112,6 +120,8 @@ async function main(argv: string[]): Promise<number> {
         description: values.description,
         signal: controller.signal,
         fingerprint: values['no-resume'] ? null : undefined,
+        direct: values['no-direct'] ? false : 'auto',
+        parallelParts: parallel,
         onProgress: (p) => bar?.update(p),
         onRetry: (err, attempt, delay) => {
           bar?.finish();
@@ -128,6 +138,7 @@ async function main(argv: string[]): Promise<number> {
           name: result.file.name,
           size: result.file.size,
           md5: result.md5,
+          status: result.file.status,
           resumedFrom: result.resumedFrom,
           downloadUrl: client.downloadUrl(result.file),
         })}\n`,
@@ -174,6 +185,8 @@ function parse(argv: string[]) {
       'chunk-size': { type: 'string' },
       'state-file': { type: 'string' },
       'no-resume': { type: 'boolean' },
+      'no-direct': { type: 'boolean' },
+      parallel: { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
       help: { type: 'boolean', short: 'h' },
     },

@@ -114,6 +114,33 @@ export class GraphQLTransport {
     }, signal);
   }
 
+  /**
+   * PUTs one part of a direct upload to a presigned URL with exactly the headers given. Never
+   * throws for an answer: `ok`, or the status and an UploadError to report and retry with.
+   */
+  async putPart(
+    url: string,
+    headers: { name: string; value: string }[],
+    body: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<{ ok: true } | { ok: false; status?: number; error: UploadError }> {
+    try {
+      const res = await this.fetchImpl(url, {
+        method: 'PUT',
+        headers: Object.fromEntries(headers.map((h) => [h.name, h.value])),
+        body: body as Uint8Array<ArrayBuffer>,
+        signal,
+      });
+      const text = await res.text();
+      if (res.ok) return { ok: true };
+      const code = /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? 'HTTP_ERROR';
+      return { ok: false, status: res.status, error: new UploadError('HTTP_ERROR', `The object store answered HTTP ${res.status} (${code}) to a part.`, { storeCode: code }, res.status) };
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason ?? err;
+      return { ok: false, error: new UploadError('NETWORK_ERROR', `Could not reach the object store: ${(err as Error).message}`, {}, undefined, { cause: err }) };
+    }
+  }
+
   private sendJson<R>(query: string, variables: unknown, signal: AbortSignal | undefined, authenticate: boolean): Promise<R> {
     return this.fetchOnce<R>(JSON.stringify({ query, variables }), this.headers({ 'content-type': 'application/json' }, authenticate), signal);
   }

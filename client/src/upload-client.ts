@@ -14,6 +14,8 @@ import {
   FilesDocument,
   LoginDocument,
   MeDocument,
+  MissingPartsDocument,
+  SignUploadPartsDocument,
   MyUploadsDocument,
   ServerLimitsDocument,
   StartUploadDocument,
@@ -82,7 +84,8 @@ export interface ClientOptions extends TransportOptions {
   retry?: RetryOptions;
 }
 
-export type UploadPhase = 'starting' | 'hashing' | 'uploading' | 'completing' | 'done';
+/** 'verifying': a direct upload is complete and the server is reading it once to check its md5. */
+export type UploadPhase = 'starting' | 'hashing' | 'uploading' | 'completing' | 'verifying' | 'done';
 
 export interface UploadProgress {
   uploadId: string;
@@ -125,8 +128,25 @@ export interface UploadOptions {
    * resuming off for this call.
    */
   fingerprint?: string | null;
-  /** Sends each chunk's md5 so the server refuses a chunk damaged in transit. Default true. */
+  /**
+   * Sends each chunk's md5 so the server refuses a chunk damaged in transit (direct uploads:
+   * each part's md5 is signed into its URL, so the store refuses it). Default true.
+   */
   verifyChunks?: boolean;
+  /**
+   * Send the bytes straight to the object store when the server offers it (serverLimits.directUploads):
+   * 'auto' (default) uses it then, false never does.
+   */
+  direct?: 'auto' | false;
+  /** Direct uploads: bytes per part (default 8 MiB, at least 5 MiB, raised for files that need more than 10,000 parts). */
+  partSize?: number;
+  /** Direct uploads: parts on their way at once. Default 4. */
+  parallelParts?: number;
+  /**
+   * Direct uploads: wait until the server has verified the file (READY) before resolving; a
+   * REJECTED file rejects with code REJECTED. Default true; false resolves with the VERIFYING file.
+   */
+  waitForVerification?: boolean;
 }
 
 export interface UploadResult {
@@ -140,7 +160,22 @@ export interface UploadResult {
 export type UploadInput = Blob | ChunkSource | string;
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+export const DEFAULT_PARALLEL_PARTS = 4;
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MAX_PARTS = 10_000;
+/** Parts signed per signUploadParts: one round trip for several parts. */
+const SIGN_BATCH = 16;
+/** How often to look at a VERIFYING file. */
+const VERIFY_POLL_MS = 1000;
 const HASH_SLICE = 1024 * 1024;
+
+/** The part size for a direct upload: the one asked for, within S3's rules (5 MiB, 10,000 parts). */
+function partSizeFor(size: number, wanted = DEFAULT_PART_SIZE): number {
+  const MiB = 1024 * 1024;
+  const needed = Math.ceil(size / MAX_PARTS / MiB) * MiB;
+  return Math.max(MIN_PART_SIZE, Math.floor(wanted), needed);
+}
 
 /** Lets pending I/O callbacks run: setImmediate in Node, a timer in a browser. */
 const yieldToIo = () =>
@@ -167,6 +202,8 @@ export class BaseUploadClient {
   private readonly anonymousStore = new MemoryResumeStore();
   /** Resume keys being uploaded right now: one file is not uploaded twice at once. */
   private readonly active = new Set<string>();
+  /** Whether the server takes direct uploads, asked once. */
+  private directOffered?: Promise<boolean>;
 
   constructor(
     options: ClientOptions,
@@ -360,19 +397,18 @@ export class BaseUploadClient {
 
     let upload = fresh ? undefined : await this.findResumable(source, slot, options);
     if (!upload) {
-      upload = (
-        await this.withRetry(
-          () =>
-            this.request(
-              StartUploadDocument,
-              { input: { filename: source.name, totalSize: size, description: options.description, mimeType: options.mimeType ?? source.type } },
-              signal,
-            ),
-          options,
-        )
-      ).startUpload;
+      const direct = size > 0 && options.direct !== false && (await this.offersDirect(options));
+      const input = {
+        filename: source.name,
+        totalSize: size,
+        description: options.description,
+        mimeType: options.mimeType ?? source.type,
+        ...(direct ? { direct: true, partSize: partSizeFor(size, options.partSize) } : {}),
+      };
+      upload = (await this.withRetry(() => this.request(StartUploadDocument, { input }, signal), options)).startUpload;
       await slot?.store.set(slot.key, { uploadId: upload.id, name: source.name, size, startedAt: Date.now() });
     }
+    if (upload.direct) return this.runDirect(source, upload, slot, options, progress, fresh);
     const uploadId = upload.id;
     const resumedFrom = upload.offset;
     // A new upload after a StartOver is measured afresh: the bar is for this upload id.
@@ -523,6 +559,161 @@ export class BaseUploadClient {
         throw err;
       }
     }
+  }
+
+  private offersDirect(options: UploadOptions): Promise<boolean> {
+    this.directOffered ??= this.withRetry(() => this.serverLimits(), options).then(
+      (limits) => limits.directUploads,
+      () => {
+        this.directOffered = undefined;
+        return false;
+      },
+    );
+    return this.directOffered;
+  }
+
+  /**
+   * A direct upload: the parts go straight to the object store over presigned URLs, several at
+   * once, while one pass over the file feeds the whole-file md5 in order. Parts the store already
+   * holds (a resume, after a reload too: the server lists them) are read for the md5 only. Each
+   * URL carries its part's md5 as a signed Content-MD5, so the store refuses a damaged part; a
+   * part whose PUT fails is sent again, signed again when its link has expired or is refused.
+   */
+  private async runDirect(
+    source: ChunkSource,
+    upload: UploadState,
+    slot: ResumeSlot | undefined,
+    options: UploadOptions,
+    progress: UploadProgress,
+    fresh: boolean,
+  ): Promise<UploadResult> {
+    const { signal } = options;
+    const size = source.size;
+    const uploadId = upload.id;
+    const partSize = upload.partSize!;
+    const partCount = upload.partCount!;
+    const report = (patch: Partial<UploadProgress>) => {
+      Object.assign(progress, patch);
+      options.onProgress?.({ ...progress });
+    };
+    const partBytes = (n: number) => Math.min(partSize, size - (n - 1) * partSize);
+    let missing: Set<number>;
+    try {
+      const state = (await this.withRetry(() => this.request(MissingPartsDocument, { id: uploadId, first: MAX_PARTS }, signal), options)).upload;
+      missing = new Set(state?.status === 'UPLOADING' ? state.missingParts : []);
+    } catch (err) {
+      if (err instanceof UploadError && (err.code === 'NOT_FOUND' || err.code === 'UPLOAD_EXPIRED')) throw await this.startOver(uploadId, slot, fresh, err);
+      throw err;
+    }
+    let stored = 0;
+    for (let n = 1; n <= partCount; n++) if (!missing.has(n)) stored += partBytes(n);
+    const resumedFrom = upload.status === 'UPLOADING' ? stored : size;
+    if (progress.uploadId !== uploadId) progress.bytesTransferred = 0;
+    report({ uploadId, resumedFrom, bytesUploaded: stored, bytesTransferred: Math.max(progress.bytesTransferred, stored), bytesHashed: 0, phase: 'uploading' });
+
+    const hasher = await this.platform.createMD5();
+    hasher.init();
+    const partHasher = await this.platform.createMD5();
+    const parallel = Math.max(1, Math.floor(options.parallelParts ?? DEFAULT_PARALLEL_PARTS));
+    /** Parts read and waiting to be signed, then parts on their way: at most `parallel` of each. */
+    let batch: { n: number; bytes: Uint8Array; md5?: string }[] = [];
+    const verifyParts = options.verifyChunks !== false;
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+
+    const sendPart = async (n: number, bytes: Uint8Array, md5: string | undefined, signed: { url: string; headers: { name: string; value: string }[]; expiresAt: string }) => {
+      for (let attempt = 0; ; attempt++) {
+        throwIfAborted(signal);
+        if (Date.parse(signed.expiresAt) - Date.now() < 5000) {
+          [signed] = (await this.withRetry(() => this.request(SignUploadPartsDocument, { uploadId, partNumbers: [n], partMd5s: md5 ? [md5] : null }, signal), options)).signUploadParts;
+        }
+        const outcome = await this.transport.putPart(signed.url, signed.headers, bytes, signal);
+        if (outcome.ok) break;
+        // The store no longer knows the multipart upload: it was aborted or expired.
+        if (outcome.status === 404) throw new UploadError('NOT_FOUND', `The object store no longer holds upload ${uploadId}.`, {}, 404);
+        // 403: a link that expired (or a clock out of step): sign it again before the next try.
+        if (outcome.status === 403) signed = { ...signed, expiresAt: new Date(0).toISOString() };
+        await this.pause(attempt, outcome.error, options);
+      }
+      stored += bytes.length;
+      report({ bytesSent: progress.bytesSent + bytes.length, bytesUploaded: stored, bytesTransferred: Math.max(progress.bytesTransferred, stored) });
+    };
+
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const parts = batch;
+      batch = [];
+      const { signUploadParts } = await this.withRetry(
+        () => this.request(SignUploadPartsDocument, { uploadId, partNumbers: parts.map((p) => p.n), partMd5s: verifyParts ? parts.map((p) => p.md5!) : null }, signal),
+        options,
+      );
+      for (const [i, part] of parts.entries()) {
+        while (inFlight.size >= parallel) await Promise.race(inFlight);
+        if (failure) throw failure;
+        const sending: Promise<void> = sendPart(part.n, part.bytes, part.md5, signUploadParts[i]).catch((err) => {
+          failure ??= err;
+        });
+        inFlight.add(sending);
+        void sending.finally(() => inFlight.delete(sending));
+      }
+    };
+
+    try {
+      for (let n = 1; n <= partCount; n++) {
+        throwIfAborted(signal);
+        if (failure) throw failure;
+        const start = (n - 1) * partSize;
+        const bytes = await source.read(start, start + partBytes(n));
+        if (bytes.length !== partBytes(n)) {
+          throw new UploadError('CLIENT_ERROR', `${source.name} changed while uploading: expected ${partBytes(n)} bytes at ${start}, read ${bytes.length}.`);
+        }
+        for (let from = 0; from < bytes.length; from += HASH_SLICE) {
+          hasher.update(bytes.subarray(from, from + HASH_SLICE));
+          await yieldToIo();
+        }
+        report({ bytesHashed: start + bytes.length, phase: missing.has(n) ? 'uploading' : 'hashing' });
+        if (!missing.has(n)) continue;
+        let partMd5: string | undefined;
+        if (verifyParts) {
+          partHasher.init();
+          partHasher.update(bytes);
+          partMd5 = partHasher.digest('hex');
+        }
+        batch.push({ n, bytes, md5: partMd5 });
+        if (batch.length >= Math.min(SIGN_BATCH, parallel)) await flush();
+      }
+      await flush();
+      await Promise.all(inFlight);
+      if (failure) throw failure;
+    } catch (err) {
+      await Promise.allSettled(inFlight);
+      if (signal?.aborted) throw abortReason(signal);
+      if (err instanceof UploadError && (err.code === 'UPLOAD_EXPIRED' || err.code === 'NOT_FOUND')) throw await this.startOver(uploadId, slot, fresh, err);
+      throw err;
+    }
+
+    const md5 = hasher.digest('hex');
+    report({ phase: 'completing', bytesHashed: size, bytesUploaded: size, bytesTransferred: size });
+    let file: FileInfo;
+    try {
+      file = (await this.withRetry(() => this.request(CompleteUploadDocument, { uploadId, md5, description: options.description }, signal), options)).completeUpload;
+    } catch (err) {
+      if (err instanceof UploadError && (err.code === 'UPLOAD_EXPIRED' || err.code === 'NOT_FOUND')) throw await this.startOver(uploadId, slot, fresh, err);
+      // The upload was another file's with the same fingerprint: start a new one.
+      if (err instanceof UploadError && err.code === 'CHECKSUM_MISMATCH' && resumedFrom > 0) throw await this.startOver(uploadId, slot, fresh, err);
+      throw err;
+    }
+    await slot?.store.remove(slot.key);
+    if (options.waitForVerification !== false) {
+      report({ phase: 'verifying' });
+      while (file.status === 'VERIFYING') {
+        await sleep(VERIFY_POLL_MS, signal);
+        file = (await this.withRetry(() => this.request(FileByIdDocument, { id: file.id }, signal), options)).file ?? file;
+      }
+      if (file.status === 'REJECTED') throw new UploadError('REJECTED', `${file.name} was rejected: ${file.statusReason ?? 'its md5 did not match'}.`, { file });
+    }
+    report({ phase: 'done' });
+    return { file, uploadId, md5, resumedFrom, bytesSent: progress.bytesSent };
   }
 
   /** Forgets (and aborts) an upload that cannot be finished; a StartOver once, the error after that. */

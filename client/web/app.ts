@@ -28,6 +28,8 @@ const MAX_PARALLEL_UPLOADS = 2;
 const params = new URLSearchParams(location.search);
 /** `?chunkSize=262144` overrides the SDK's default (8 MiB, capped by the server). */
 const chunkSize = Number(params.get('chunkSize')) || undefined;
+/** `?direct=false` sends the bytes through the server even when it offers direct uploads (a bucket without CORS rules for this page). */
+const direct = params.get('direct') === 'false' ? false : 'auto';
 
 // Same origin: the server serves this page. The token is kept in localStorage, so a reload, a
 // new tab and a restarted browser stay logged in until it expires (JWT_TTL) or Log out.
@@ -485,6 +487,7 @@ async function run(row: UploadRow): Promise<void> {
   try {
     const result = await client.upload(row.file, {
       chunkSize,
+      direct,
       description: row.description || undefined,
       signal: controller.signal,
       uploadId: await guessInterruptedUpload(row.file),
@@ -548,6 +551,10 @@ function showProgress(row: UploadRow, p: UploadProgress): void {
     case 'completing':
       row.progress.value = p.totalBytes;
       row.status.textContent = 'Verifying…';
+      break;
+    case 'verifying':
+      row.progress.value = p.totalBytes;
+      row.status.textContent = 'Sent to storage; the server is checking its md5…';
       break;
     default:
       row.progress.value = p.bytesUploaded;

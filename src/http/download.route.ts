@@ -20,7 +20,7 @@ export function downloadRouter(services: Services, log: Logger): Router {
   router.get('/files/:id/content', async (req, res) => {
     try {
       await authorize(services, req);
-      const file = await services.files.get(req.params.id);
+      const file = await services.files.getReady(req.params.id);
       const etag = `"${file.md5}"`;
       // Validators and caching describe this file: only the answers about it (200, 206, 304) carry them.
       const validators = { ETag: etag, 'Accept-Ranges': 'bytes', 'Cache-Control': 'private, no-cache' };

@@ -1,6 +1,6 @@
 import type { MikroORM } from '@mikro-orm/core';
 import type { Logger } from 'pino';
-import { ChunkedUpload, File, UploadStatus } from '../entities';
+import { ChunkedUpload, File, FileStatus, UploadStatus } from '../entities';
 import type { FileStore } from '../storage/file-store';
 import type { LeaseRepository } from '../uploads/lease.repository';
 import type { LoginThrottleService } from './login-throttle.service';
@@ -111,12 +111,15 @@ export class CleanupService {
     return new Set(rows.map((r) => r.id));
   }
 
-  /** A File row, or an upload still UPLOADING (a completion that moved the bytes but has not committed). */
+  /**
+   * A File row that is not REJECTED (a rejected file's bytes go; if deleting them failed, they
+   * go here), or an upload still UPLOADING (a completion that moved the bytes but has not committed).
+   */
   private async idsWithRowOrPendingUpload(ids: string[]): Promise<Set<string>> {
     const em = this.orm.em.fork();
     const candidates = validIds(ids);
     const [files, pending] = await Promise.all([
-      em.find(File, { id: { $in: candidates } }, { fields: ['id'] }),
+      em.find(File, { id: { $in: candidates }, status: { $ne: FileStatus.REJECTED } }, { fields: ['id'] }),
       em.fork().find(ChunkedUpload, { id: { $in: candidates }, status: UploadStatus.UPLOADING }, { fields: ['id'] }),
     ]);
     return new Set([...files, ...pending].map((r) => r.id));

@@ -2,7 +2,7 @@ import { raw, UniqueConstraintViolationException, type EntityManager, type Filte
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { File, type User } from '../entities';
+import { File, FileStatus, type User } from '../entities';
 import { Errors } from '../errors';
 import type { ByteRange, FileStore } from '../storage/file-store';
 import { cleanDescription, cleanSearch, escapeLike, isUuid, MAX_FILENAME_BYTES, requireInstant } from './validation';
@@ -19,6 +19,8 @@ export interface FileListQuery {
   uploadedBefore?: Date | null;
   /** A case-insensitive substring of the name; `%`, `_` and quotes are plain characters. */
   search?: string | null;
+  /** Files in this status; READY when not given. */
+  status?: FileStatus | null;
 }
 
 export interface FilePage {
@@ -60,6 +62,7 @@ export class FileService {
     const cursor = query.after ? decodeCursor(query.after) : undefined;
     // Built afresh for each query: a raw() key in a filter can be used only once.
     const filters = (): FilterQuery<File>[] => [
+      { status: query.status ?? FileStatus.READY },
       ...(uploadedBefore ? [{ uploadedAt: { $lt: uploadedBefore } }] : []),
       ...(search ? [nameContains(search)] : []),
     ];
@@ -72,23 +75,23 @@ export class FileService {
     }
     const counted = filters();
     const [rows, totalCount] = await Promise.all([
-      em.find(File, page.length ? { $and: page } : {}, {
+      em.find(File, { $and: page }, {
         orderBy: [{ uploadedAt: 'desc' }, { id: 'desc' }],
         limit: query.first + 1,
         populate: ['author'],
       }),
-      em.fork().count(File, counted.length ? { $and: counted } : {}),
+      em.fork().count(File, { $and: counted }),
     ]);
     const files = rows.slice(0, query.first);
     return { files, cursors: files.map(encodeCursor), hasNextPage: rows.length > query.first, totalCount };
   }
 
-  /** The newest file, optionally strictly before an instant (the "older than 30 days" view). */
+  /** The newest READY file, optionally strictly before an instant (the "older than 30 days" view). */
   async newest(uploadedBefore?: Date | null): Promise<File | null> {
     if (uploadedBefore) requireInstant(uploadedBefore, 'uploadedBefore');
     const [file] = await this.orm.em
       .fork()
-      .find(File, uploadedBefore ? { uploadedAt: { $lt: uploadedBefore } } : {}, {
+      .find(File, { status: FileStatus.READY, ...(uploadedBefore ? { uploadedAt: { $lt: uploadedBefore } } : {}) }, {
         orderBy: [{ uploadedAt: 'desc' }, { id: 'desc' }],
         limit: 1,
         populate: ['author'],
@@ -122,6 +125,13 @@ export class FileService {
     } catch (err) {
       this.log.error({ err, fileId: id }, 'file row deleted but its bytes could not be removed; cleanup will retry');
     }
+  }
+
+  /** A file whose bytes may be served: READY, else FILE_NOT_READY (HTTP 409). */
+  async getReady(id: string): Promise<File> {
+    const file = await this.get(id);
+    if (file.status !== FileStatus.READY) throw Errors.fileNotReady(file.status, file.statusReason);
+    return file;
   }
 
   /** The stored bytes of a file, or one range of them. */
@@ -158,7 +168,8 @@ export class FileService {
     const ext = path.extname(wanted);
     const stem = wanted.slice(0, wanted.length - ext.length);
     const rows: { name: string }[] = await this.orm.em.getConnection().execute(
-      `select lower(name) as name from files where lower(name) = lower(?) or lower(name) like lower(?) escape '\\'`,
+      // A REJECTED file's name is free again (the unique index leaves those rows out too).
+      `select lower(name) as name from files where status <> 'REJECTED' and (lower(name) = lower(?) or lower(name) like lower(?) escape '\\')`,
       [wanted, `${escapeLike(stem)}\\_%${escapeLike(ext)}`],
     );
     const taken = new Set([...rows.map((r) => r.name), ...alsoTaken]);

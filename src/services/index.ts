@@ -5,6 +5,8 @@ import { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
 import { NO_UPLOAD_METRICS, type UploadMetrics } from '../metrics';
 import type { FileStore } from '../storage/file-store';
+import { DirectUploadService } from '../uploads/direct-upload.service';
+import { FileVerifier } from '../uploads/file-verifier';
 import { LeaseRepository } from '../uploads/lease.repository';
 import { UploadService } from '../uploads/upload.service';
 import { AccessTokenService } from './access-token.service';
@@ -21,6 +23,9 @@ export interface Services {
   cleanup: CleanupService;
   files: FileService;
   uploads: UploadService;
+  directUploads: DirectUploadService;
+  /** Checks directly uploaded files; started by the server (app.ts), not by CLI commands. */
+  verifier: FileVerifier;
   users: UserService;
   userAdmin: UserAdmin;
   accessTokens: AccessTokenService;
@@ -38,13 +43,17 @@ export function createServices(
   const auth = new AuthService(orm, throttle, config, log);
   const files = new FileService(orm, store, log);
   const leases = new LeaseRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds);
-  const uploads = new UploadService(orm, leases, store, md5, files, config, log, metrics, GcPacer.create(config.gcPaceBytes, log));
+  const verifier = new FileVerifier(orm, store, { leaseSeconds: config.uploadLockTtlSeconds, pollMs: config.verifyPollMs, maxRate: config.verifyMaxRate }, log);
+  const directUploads = new DirectUploadService(orm, leases, store, files, verifier, config, log);
+  const uploads = new UploadService(orm, leases, store, md5, files, config, log, metrics, directUploads, GcPacer.create(config.gcPaceBytes, log));
   const cleanup = new CleanupService(orm, leases, store, throttle, log);
   return {
     config,
     auth,
     files,
     uploads,
+    directUploads,
+    verifier,
     users: new UserService(orm, throttle),
     userAdmin: new UserAdmin(orm, uploads),
     accessTokens: new AccessTokenService(orm),

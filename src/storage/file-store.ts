@@ -49,6 +49,36 @@ export interface WriterLease {
   assertHeld(): void;
 }
 
+/** A part as the object store holds it. */
+export interface StoredPart {
+  partNumber: number;
+  size: number;
+  etag: string;
+}
+
+/** A presigned request for one part: PUT the part's bytes to `url` with exactly `headers`. */
+export interface PresignedPart {
+  url: string;
+  headers: { name: string; value: string }[];
+}
+
+/**
+ * Direct uploads (object stores only): clients PUT the parts of an upload straight to the store
+ * over presigned URLs, and the server only signs, checks and completes.
+ */
+export interface DirectUploads {
+  /** Where presigned URLs point (scheme, host, port): the browser page must be allowed to connect there. */
+  readonly clientOrigin: string;
+  /** The upload's initial state, for parts of exactly `partSize` bytes (but the last). */
+  createDirectUpload(uploadId: string, partSize: number): Promise<StoreState>;
+  /** A URL valid `expiresInSeconds`; with `md5` (hex), the store refuses a part whose bytes do not have it. */
+  presignPart(upload: StoredUpload, partNumber: number, options: { expiresInSeconds: number; md5?: string }): Promise<PresignedPart>;
+  /** Every part stored so far, ascending. */
+  listParts(upload: StoredUpload): Promise<StoredPart[]>;
+  /** Joins exactly these parts into the file `upload.id`. Idempotent: a file already there is left alone. */
+  completeParts(upload: StoredUpload, parts: StoredPart[]): Promise<void>;
+}
+
 /**
  * Where bytes live: the partial bytes of uploads in progress, and the files of the library.
  * Implementations keep no database state of their own; the upload service decides who may
@@ -56,6 +86,9 @@ export interface WriterLease {
  * read-only, unreachable) are thrown as StorageUnavailableError.
  */
 export interface FileStore {
+  /** Present when clients can send bytes to the store itself (S3). */
+  readonly direct?: DirectUploads;
+
   /** A chunk size that suits this backend for a file of `totalSize` bytes (told to clients). */
   preferredChunkSize(totalSize: number): number;
 

@@ -9,10 +9,12 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
@@ -25,7 +27,10 @@ import {
   StorageUnavailableError,
   type ByteRange,
   type ChunkWritten,
+  type DirectUploads,
   type FileStore,
+  type PresignedPart,
+  type StoredPart,
   type StoredUpload,
   type StoreState,
   type WriterLease,
@@ -86,15 +91,20 @@ interface S3UploadState {
  * that wakes up writes parts that no committed state lists, and CompleteMultipartUpload
  * names only committed parts.
  */
-export class S3Store implements FileStore {
+export class S3Store implements FileStore, DirectUploads {
+  readonly direct: DirectUploads = this;
+
   private constructor(
     private readonly calls: S3Calls,
     private readonly options: S3StoreOptions,
+    /** Signs the URLs clients use: the same client, unless clients reach the store under another name. */
+    private readonly signer: S3Client,
+    readonly clientOrigin: string,
   ) {}
 
   static async open(options: S3StoreOptions): Promise<S3Store> {
-    const s3 = new S3Client({
-      endpoint: options.endpoint,
+    const client = (endpoint: string | undefined) => new S3Client({
+      endpoint,
       region: options.region,
       forcePathStyle: options.forcePathStyle,
       credentials: options.credentials,
@@ -106,7 +116,11 @@ export class S3Store implements FileStore {
       // A store that stops answering fails the request (and is retried) instead of holding it forever.
       requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
     });
-    const store = new S3Store(new S3Calls(s3), options);
+    const s3 = client(options.endpoint);
+    const signer = options.publicEndpoint ? client(options.publicEndpoint) : s3;
+    // Signing is local: one URL for a key that need not exist tells where clients will connect.
+    const probe = await getSignedUrl(signer, new GetObjectCommand({ Bucket: options.bucket, Key: `${options.prefix}files/` }), { expiresIn: 60 });
+    const store = new S3Store(new S3Calls(s3), options, signer, new URL(probe).origin);
     await mkdir(options.stagingDir, { recursive: true });
     await store.ensureBucket();
     return store;
@@ -121,6 +135,58 @@ export class S3Store implements FileStore {
       s3.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.fileKey(uploadId) })),
     );
     return toStoreState({ multipartId: UploadId!, partSize: this.partSizeFor(totalSize), parts: [], nextPart: 1, tail: [] });
+  }
+
+  async createDirectUpload(uploadId: string, partSize: number): Promise<StoreState> {
+    const { UploadId } = await this.calls.run('create a multipart upload', (s3) =>
+      s3.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.fileKey(uploadId) })),
+    );
+    return toStoreState({ multipartId: UploadId!, partSize, parts: [], nextPart: 1, tail: [] });
+  }
+
+  /**
+   * A presigned UploadPart. An md5 goes in as a signed Content-MD5 header: the client must send
+   * that header, and the store refuses bytes that do not match it (Swift, MinIO and AWS all check
+   * Content-MD5; Swift ignores x-amz-checksum-* headers, so those would protect nothing there).
+   */
+  async presignPart(upload: StoredUpload, partNumber: number, { expiresInSeconds, md5 }: { expiresInSeconds: number; md5?: string }): Promise<PresignedPart> {
+    const contentMd5 = md5 ? Buffer.from(md5, 'hex').toString('base64') : undefined;
+    const command = new UploadPartCommand({
+      Bucket: this.bucket,
+      Key: this.fileKey(upload.id),
+      UploadId: asState(upload.state).multipartId,
+      PartNumber: partNumber,
+      ContentMD5: contentMd5,
+    });
+    const url = await getSignedUrl(this.signer, command, { expiresIn: expiresInSeconds });
+    return { url, headers: contentMd5 ? [{ name: 'Content-MD5', value: contentMd5 }] : [] };
+  }
+
+  async listParts(upload: StoredUpload): Promise<StoredPart[]> {
+    const parts: StoredPart[] = [];
+    let marker: string | undefined;
+    do {
+      const page = await this.calls.run('list the parts of an upload', (s3) =>
+        s3.send(new ListPartsCommand({ Bucket: this.bucket, Key: this.fileKey(upload.id), UploadId: asState(upload.state).multipartId, PartNumberMarker: marker })),
+      );
+      for (const p of page.Parts ?? []) parts.push({ partNumber: p.PartNumber!, size: p.Size ?? 0, etag: p.ETag ?? '' });
+      marker = page.IsTruncated ? page.NextPartNumberMarker : undefined;
+    } while (marker);
+    return parts.sort((a, b) => a.partNumber - b.partNumber);
+  }
+
+  async completeParts(upload: StoredUpload, parts: StoredPart[]): Promise<void> {
+    const key = this.fileKey(upload.id);
+    // The key is this upload's alone: an object of the right size there is an earlier completion's.
+    if ((await this.objectSize(key)) === upload.totalSize) return;
+    await this.calls.run('complete a multipart upload', (s3) =>
+      s3.send(new CompleteMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: asState(upload.state).multipartId,
+        MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+      })),
+    );
   }
 
   async fenceOlderWriters(upload: StoredUpload): Promise<StoreState> {

@@ -19,7 +19,7 @@ export enum UploadStatus {
 @Index({ properties: ['owner', 'createdAt'] })
 @Index({ properties: ['status', 'expiresAt'] })
 export class ChunkedUpload {
-  [OptionalProps]?: 'id' | 'description' | 'offset' | 'status' | 'createdAt' | 'updatedAt' | 'lengthDeferred';
+  [OptionalProps]?: 'id' | 'description' | 'offset' | 'status' | 'createdAt' | 'updatedAt' | 'lengthDeferred' | 'direct';
 
   /** Also the id of the File it becomes, so a retried completion finds bytes it already moved. */
   @PrimaryKey({ type: 'uuid' })
@@ -46,6 +46,14 @@ export class ChunkedUpload {
    */
   @Property({ type: 'boolean' })
   lengthDeferred: boolean = false;
+
+  /** Every part but the last is exactly this size (null: a plain sequential upload). */
+  @Property({ type: new BigIntType('number'), nullable: true })
+  partSize?: number | null;
+
+  /** The client PUTs the parts straight to the object store (presigned URLs); the server never sees the bytes. */
+  @Property({ type: 'boolean' })
+  direct: boolean = false;
 
   /** The whole file's md5 as the client declared it at the start; the last byte completes against it. */
   @Property({ type: 'text', nullable: true })

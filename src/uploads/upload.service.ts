@@ -16,6 +16,7 @@ import { cleanDescription, cleanFilename, cleanMimeType, isUuid, parseMd5, requi
 import { StorageUnavailableError, type ChunkWritten, type FileStore, type StoredUpload, type StoreState } from '../storage/file-store';
 import { BodySegments, BodyWatch, ChunkInspector, LeaseClock } from './chunk-pipeline';
 import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
+import { checkPartSize, type DirectUploadService } from './direct-upload.service';
 import type { Claimed, Lease, LeaseRepository } from './lease.repository';
 
 export interface StartUploadInput {
@@ -30,6 +31,10 @@ export interface StartUploadInput {
   deferLength?: boolean;
   /** tus Upload-Metadata, kept verbatim. */
   clientMetadata?: string | null;
+  /** Every part but the last is exactly this many bytes. */
+  partSize?: number | null;
+  /** Ask for a direct upload (needs partSize): the client PUTs the parts to the object store. */
+  direct?: boolean | null;
 }
 
 export interface AppendChunkInput {
@@ -96,6 +101,7 @@ export class UploadService {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly metrics: UploadMetrics,
+    private readonly directUploads: DirectUploadService,
     private readonly gcPacer?: GcPacer,
   ) {}
 
@@ -104,9 +110,12 @@ export class UploadService {
     const mimeType = cleanMimeType(input.mimeType);
     const totalSize = input.deferLength ? this.config.maxFileSize : requireByteCount(input.totalSize, 'totalSize');
     const expectedMd5 = input.expectedMd5 == null ? null : parseMd5(input.expectedMd5, 'md5');
+    const partSize = checkPartSize(input, totalSize, this.config.maxChunkSize);
     if (totalSize > this.config.maxFileSize) {
       throw Errors.payloadTooLarge(`totalSize ${totalSize} passes the largest allowed file (${this.config.maxFileSize} bytes).`);
     }
+    // Granted only where the store takes bytes itself; an empty file has no part to send.
+    const direct = Boolean(input.direct) && this.store.direct !== undefined && totalSize > 0;
     const em = this.orm.em.fork();
     const { maxUploadsInProgress } = this.config.limits;
     // A soft cap (two starts at once may both pass it by one): it bounds what one user can
@@ -123,6 +132,8 @@ export class UploadService {
       mimeType: mimeType || mime.lookup(filename) || null,
       lengthDeferred: input.deferLength ?? false,
       expectedMd5,
+      partSize,
+      direct,
       clientMetadata: input.clientMetadata ?? null,
       md5State: Buffer.from((await createMD5()).init().save()),
       createdAt: now,
@@ -132,7 +143,7 @@ export class UploadService {
     // Row first: the orphan sweep deletes partial bytes that have no upload row.
     await em.flush();
     try {
-      const state = await this.store.createUpload(upload.id, totalSize);
+      const state = direct ? await this.store.direct!.createDirectUpload(upload.id, partSize!) : await this.store.createUpload(upload.id, totalSize);
       if (state) {
         upload.storageState = state;
         await em.flush();
@@ -141,7 +152,7 @@ export class UploadService {
       await em.remove(upload).flush();
       throw asStorageRefusal(err, 0);
     }
-    this.log.info({ uploadId: upload.id, ownerId: owner.id, filename, totalSize }, 'upload started');
+    this.log.info({ uploadId: upload.id, ownerId: owner.id, filename, totalSize, direct }, 'upload started');
     return upload;
   }
 
@@ -288,6 +299,11 @@ export class UploadService {
     const claimSentAt = Date.now();
     const claimed = await this.leases.claim(uploadId, owner.id, offset);
     if (!claimed) throw await this.explainRefusal(uploadId, owner.id, { offset });
+    if (claimed.upload.direct) {
+      // Its parts go to the store over signUploadParts URLs; a chunk here would add parts of its own.
+      await this.release(claimed.lease);
+      throw Errors.badInput('This is a direct upload: PUT its parts to the URLs signUploadParts gives.');
+    }
     let lease: Lease | undefined = claimed.lease;
     const clock = new LeaseClock(lease.generation, this.config.uploadLockTtlSeconds * 1000, claimSentAt);
     // A stream renews often, so that a newer request's ask to release reaches it within a second.
@@ -419,6 +435,12 @@ export class UploadService {
     const { lease, upload } = claimed;
     let published = false;
     try {
+      if (upload.direct) {
+        const file = await this.directUploads.complete(claimed, { md5, description: description ?? upload.description });
+        published = true;
+        this.metrics.uploadCompleted();
+        return file;
+      }
       if (upload.offset < upload.totalSize) throw Errors.uploadIncomplete(upload.offset, upload.totalSize);
       const hasher = await createMD5();
       hasher.load(upload.md5State);

@@ -3,12 +3,22 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
+/** VERIFYING: a direct upload the server is reading once to check its md5; READY: downloadable; REJECTED: the md5 did not match, the bytes are gone. */
+export type FileStatus =
+  | 'READY'
+  | 'REJECTED'
+  | 'VERIFYING';
+
 export type StartUploadInput = {
   description?: string | null | undefined;
+  /** Ask for a direct upload to object storage (partSize of at least 5 MiB); ChunkedUpload.direct says whether it was granted. */
+  direct?: boolean | null | undefined;
   /** Path components and control characters are removed. */
   filename: string;
   /** Guessed from the file name when not given. */
   mimeType?: string | null | undefined;
+  /** Send the upload in parts of exactly this size (but the last); needed by direct. */
+  partSize?: number | null | undefined;
   /** The exact size of the whole file in bytes; 0 is an empty file. */
   totalSize: number;
 };
@@ -25,9 +35,9 @@ export type UploadStatus =
   | 'EXPIRED'
   | 'UPLOADING';
 
-export type UploadStateFragment = { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string };
+export type UploadStateFragment = { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string, direct: boolean, partSize: number | null, partCount: number | null };
 
-export type FileInfoFragment = { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, author: { id: string, username: string } | null };
+export type FileInfoFragment = { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, status: FileStatus, statusReason: string | null, author: { id: string, username: string } | null };
 
 export type UserInfoFragment = { id: string, username: string, isAdmin: boolean };
 
@@ -49,21 +59,21 @@ export type StartUploadMutationVariables = Exact<{
 }>;
 
 
-export type StartUploadMutation = { startUpload: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } };
+export type StartUploadMutation = { startUpload: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string, direct: boolean, partSize: number | null, partCount: number | null } };
 
 export type UploadStateQueryVariables = Exact<{
   id: string | number;
 }>;
 
 
-export type UploadStateQuery = { upload: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } | null };
+export type UploadStateQuery = { upload: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string, direct: boolean, partSize: number | null, partCount: number | null } | null };
 
 export type MyUploadsQueryVariables = Exact<{
   status?: UploadStatus | null | undefined;
 }>;
 
 
-export type MyUploadsQuery = { myUploads: Array<{ createdAt: string, id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string }> };
+export type MyUploadsQuery = { myUploads: Array<{ createdAt: string, id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string, direct: boolean, partSize: number | null, partCount: number | null }> };
 
 export type UploadChunkMutationVariables = Exact<{
   uploadId: string | number;
@@ -73,7 +83,7 @@ export type UploadChunkMutationVariables = Exact<{
 }>;
 
 
-export type UploadChunkMutation = { uploadChunk: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } };
+export type UploadChunkMutation = { uploadChunk: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string, direct: boolean, partSize: number | null, partCount: number | null } };
 
 export type CompleteUploadMutationVariables = Exact<{
   uploadId: string | number;
@@ -82,14 +92,14 @@ export type CompleteUploadMutationVariables = Exact<{
 }>;
 
 
-export type CompleteUploadMutation = { completeUpload: { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, author: { id: string, username: string } | null } };
+export type CompleteUploadMutation = { completeUpload: { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, status: FileStatus, statusReason: string | null, author: { id: string, username: string } | null } };
 
 export type AbortUploadMutationVariables = Exact<{
   uploadId: string | number;
 }>;
 
 
-export type AbortUploadMutation = { abortUpload: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } };
+export type AbortUploadMutation = { abortUpload: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string, direct: boolean, partSize: number | null, partCount: number | null } };
 
 export type FilesQueryVariables = Exact<{
   first: number;
@@ -99,14 +109,14 @@ export type FilesQueryVariables = Exact<{
 }>;
 
 
-export type FilesQuery = { files: { totalCount: number, edges: Array<{ cursor: string, node: { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, author: { id: string, username: string } | null } }>, pageInfo: { hasNextPage: boolean, endCursor: string | null } } };
+export type FilesQuery = { files: { totalCount: number, edges: Array<{ cursor: string, node: { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, status: FileStatus, statusReason: string | null, author: { id: string, username: string } | null } }>, pageInfo: { hasNextPage: boolean, endCursor: string | null } } };
 
 export type FileByIdQueryVariables = Exact<{
   id: string | number;
 }>;
 
 
-export type FileByIdQuery = { file: { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, author: { id: string, username: string } | null } | null };
+export type FileByIdQuery = { file: { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, status: FileStatus, statusReason: string | null, author: { id: string, username: string } | null } | null };
 
 export type DeleteFileMutationVariables = Exact<{
   id: string | number;
@@ -118,7 +128,24 @@ export type DeleteFileMutation = { deleteFile: boolean };
 export type ServerLimitsQueryVariables = Exact<{ [key: string]: never; }>;
 
 
-export type ServerLimitsQuery = { serverLimits: { maxFileSize: number, maxChunkSize: number } };
+export type ServerLimitsQuery = { serverLimits: { maxFileSize: number, maxChunkSize: number, directUploads: boolean } };
+
+export type MissingPartsQueryVariables = Exact<{
+  id: string | number;
+  first: number;
+}>;
+
+
+export type MissingPartsQuery = { upload: { id: string, status: UploadStatus, missingParts: Array<number> } | null };
+
+export type SignUploadPartsMutationVariables = Exact<{
+  uploadId: string | number;
+  partNumbers: Array<number> | number;
+  partMd5s?: Array<string> | string | null | undefined;
+}>;
+
+
+export type SignUploadPartsMutation = { signUploadParts: Array<{ partNumber: number, url: string, expiresAt: string, headers: Array<{ name: string, value: string }> }> };
 
 export type LogoutMutationVariables = Exact<{ [key: string]: never; }>;
 
@@ -202,6 +229,9 @@ export const UploadStateFragmentDoc = new TypedDocumentString(`
   status
   maxChunkSize
   expiresAt
+  direct
+  partSize
+  partCount
 }
     `, {"fragmentName":"UploadState"}) as unknown as TypedDocumentString<UploadStateFragment, unknown>;
 export const FileInfoFragmentDoc = new TypedDocumentString(`
@@ -214,6 +244,8 @@ export const FileInfoFragmentDoc = new TypedDocumentString(`
   mimeType
   uploadedAt
   downloadUrl
+  status
+  statusReason
   author {
     id
     username
@@ -285,6 +317,9 @@ export const StartUploadDocument = new TypedDocumentString(`
   status
   maxChunkSize
   expiresAt
+  direct
+  partSize
+  partCount
 }`) as unknown as TypedDocumentString<StartUploadMutation, StartUploadMutationVariables>;
 export const UploadStateDocument = new TypedDocumentString(`
     query UploadState($id: ID!) {
@@ -300,6 +335,9 @@ export const UploadStateDocument = new TypedDocumentString(`
   status
   maxChunkSize
   expiresAt
+  direct
+  partSize
+  partCount
 }`) as unknown as TypedDocumentString<UploadStateQuery, UploadStateQueryVariables>;
 export const MyUploadsDocument = new TypedDocumentString(`
     query MyUploads($status: UploadStatus) {
@@ -316,6 +354,9 @@ export const MyUploadsDocument = new TypedDocumentString(`
   status
   maxChunkSize
   expiresAt
+  direct
+  partSize
+  partCount
 }`) as unknown as TypedDocumentString<MyUploadsQuery, MyUploadsQueryVariables>;
 export const UploadChunkDocument = new TypedDocumentString(`
     mutation UploadChunk($uploadId: ID!, $offset: SafeInt!, $chunk: Upload!, $chunkMd5: String) {
@@ -336,6 +377,9 @@ export const UploadChunkDocument = new TypedDocumentString(`
   status
   maxChunkSize
   expiresAt
+  direct
+  partSize
+  partCount
 }`) as unknown as TypedDocumentString<UploadChunkMutation, UploadChunkMutationVariables>;
 export const CompleteUploadDocument = new TypedDocumentString(`
     mutation CompleteUpload($uploadId: ID!, $md5: String!, $description: String) {
@@ -352,6 +396,8 @@ export const CompleteUploadDocument = new TypedDocumentString(`
   mimeType
   uploadedAt
   downloadUrl
+  status
+  statusReason
   author {
     id
     username
@@ -371,6 +417,9 @@ export const AbortUploadDocument = new TypedDocumentString(`
   status
   maxChunkSize
   expiresAt
+  direct
+  partSize
+  partCount
 }`) as unknown as TypedDocumentString<AbortUploadMutation, AbortUploadMutationVariables>;
 export const FilesDocument = new TypedDocumentString(`
     query Files($first: Int!, $after: String, $uploadedBefore: DateTime, $search: String) {
@@ -402,6 +451,8 @@ export const FilesDocument = new TypedDocumentString(`
   mimeType
   uploadedAt
   downloadUrl
+  status
+  statusReason
   author {
     id
     username
@@ -422,6 +473,8 @@ export const FileByIdDocument = new TypedDocumentString(`
   mimeType
   uploadedAt
   downloadUrl
+  status
+  statusReason
   author {
     id
     username
@@ -437,9 +490,36 @@ export const ServerLimitsDocument = new TypedDocumentString(`
   serverLimits {
     maxFileSize
     maxChunkSize
+    directUploads
   }
 }
     `) as unknown as TypedDocumentString<ServerLimitsQuery, ServerLimitsQueryVariables>;
+export const MissingPartsDocument = new TypedDocumentString(`
+    query MissingParts($id: ID!, $first: Int!) {
+  upload(id: $id) {
+    id
+    status
+    missingParts(first: $first)
+  }
+}
+    `) as unknown as TypedDocumentString<MissingPartsQuery, MissingPartsQueryVariables>;
+export const SignUploadPartsDocument = new TypedDocumentString(`
+    mutation SignUploadParts($uploadId: ID!, $partNumbers: [Int!]!, $partMd5s: [String!]) {
+  signUploadParts(
+    uploadId: $uploadId
+    partNumbers: $partNumbers
+    partMd5s: $partMd5s
+  ) {
+    partNumber
+    url
+    headers {
+      name
+      value
+    }
+    expiresAt
+  }
+}
+    `) as unknown as TypedDocumentString<SignUploadPartsMutation, SignUploadPartsMutationVariables>;
 export const LogoutDocument = new TypedDocumentString(`
     mutation Logout {
   logout

@@ -1,4 +1,5 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { FileStatus } from '../../entities';
 import { requireUser, type RequestContext } from '../context';
 import { DateTime } from '../scalars';
 import { FileConnection } from '../types/file-connection.type';
@@ -21,16 +22,17 @@ export class FileResolver {
   }
 
   @Authorized()
-  @Query(() => FileConnection, { description: 'The library, newest first.' })
+  @Query(() => FileConnection, { description: 'The library, newest first: READY files unless status is given.' })
   async files(
     @Arg('first', () => Int, { defaultValue: 20, description: 'At most 100.' }) first: number,
     @Arg('after', () => String, { nullable: true }) after: string | null,
     @Arg('uploadedBefore', () => DateTime, { nullable: true, description: 'Only files uploaded strictly before.' })
     uploadedBefore: Date | null,
     @Arg('search', () => String, { nullable: true, description: 'Case-insensitive substring of the name.' }) search: string | null,
+    @Arg('status', () => FileStatus, { nullable: true, description: 'Files in this status; READY when not given.' }) status: FileStatus | null,
     @Ctx() ctx: RequestContext,
   ): Promise<FileConnection> {
-    const page = await ctx.services.files.list({ first, after, uploadedBefore, search });
+    const page = await ctx.services.files.list({ first, after, uploadedBefore, search, status });
     const edges = page.files.map((file, i) => ({ node: FileType.from(file), cursor: page.cursors[i] }));
     return {
       edges,
@@ -40,7 +42,7 @@ export class FileResolver {
   }
 
   @Authorized()
-  @Query(() => FileType, { nullable: true, description: 'The newest file, or the newest uploaded strictly before a date.' })
+  @Query(() => FileType, { nullable: true, description: 'The newest READY file, or the newest uploaded strictly before a date.' })
   async newestFile(
     @Arg('uploadedBefore', () => DateTime, { nullable: true }) uploadedBefore: Date | null,
     @Ctx() ctx: RequestContext,

@@ -1,5 +1,5 @@
 import { GraphQLUpload, type FileUpload } from 'graphql-upload-minimal';
-import { Arg, Authorized, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
+import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import type { Readable } from 'node:stream';
 import { UploadStatus, type ChunkedUpload } from '../../entities';
 import { Errors } from '../../errors';
@@ -7,9 +7,9 @@ import { MAX_UPLOADS_PAGE } from '../../uploads/upload.service';
 import { requireUser, type RequestContext } from '../context';
 import { SafeInt } from '../scalars';
 import { FileType } from '../types/file.type';
-import { ChunkedUploadType, ServerLimits, StartUploadInput } from '../types/upload.type';
+import { ChunkedUploadType, ServerLimits, SignedPart, StartUploadInput } from '../types/upload.type';
 
-@Resolver()
+@Resolver(() => ChunkedUploadType)
 export class UploadResolver {
   @Authorized()
   @Query(() => ChunkedUploadType, { nullable: true, description: 'One of your uploads: where to resume it.' })
@@ -33,7 +33,32 @@ export class UploadResolver {
   @Query(() => ServerLimits)
   serverLimits(@Ctx() ctx: RequestContext): ServerLimits {
     const { maxFileSize, maxChunkSize } = ctx.services.config;
-    return Object.assign(new ServerLimits(), { maxFileSize, maxChunkSize });
+    return Object.assign(new ServerLimits(), { maxFileSize, maxChunkSize, directUploads: ctx.services.directUploads.available });
+  }
+
+  @Authorized()
+  @Mutation(() => [SignedPart], {
+    description: `Presigned PUT URLs for parts of your direct upload (at most 100 at a time), valid DIRECT_URL_TTL seconds; signing a part again is allowed. With partMd5s (hex, one per part) each URL requires that Content-MD5, so the store refuses a damaged part.`,
+  })
+  async signUploadParts(
+    @Arg('uploadId', () => ID) uploadId: string,
+    @Arg('partNumbers', () => [Int]) partNumbers: number[],
+    @Arg('partMd5s', () => [String], { nullable: true }) partMd5s: string[] | null,
+    @Ctx() ctx: RequestContext,
+  ): Promise<SignedPart[]> {
+    const signed = await ctx.services.directUploads.sign(requireUser(ctx), uploadId, partNumbers, partMd5s);
+    return signed.map((p) => Object.assign(new SignedPart(), p));
+  }
+
+  @FieldResolver(() => [Int], { description: 'Part numbers not stored yet, ascending (direct uploads: as the object store lists them; otherwise empty).' })
+  async missingParts(
+    @Root() upload: ChunkedUploadType,
+    @Arg('first', () => Int, { defaultValue: 100 }) first: number,
+    @Ctx() ctx: RequestContext,
+  ): Promise<number[]> {
+    const user = requireUser(ctx);
+    if (!upload.direct) return [];
+    return ctx.services.directUploads.missingParts(await ctx.services.uploads.get(user, upload.id), first);
   }
 
   @Authorized()

@@ -1,7 +1,12 @@
-import { Directive, Field, ID, ObjectType } from 'type-graphql';
-import type { File } from '../../entities';
+import { Directive, Field, ID, ObjectType, registerEnumType } from 'type-graphql';
+import { FileStatus, type File } from '../../entities';
 import { DateTime, SafeInt } from '../scalars';
 import { UserType } from './user.type';
+
+registerEnumType(FileStatus, {
+  name: 'FileStatus',
+  description: 'VERIFYING: a direct upload the server is reading once to check its md5; READY: downloadable; REJECTED: the md5 did not match, the bytes are gone.',
+});
 
 // Federation entity (used when FEDERATION=true; plain SDL does not print it).
 @Directive('@key(fields: "id")')
@@ -28,6 +33,12 @@ export class FileType {
   @Field(() => DateTime)
   uploadedAt!: Date;
 
+  @Field(() => FileStatus, { description: 'Only READY files can be downloaded (else HTTP 409).' })
+  status!: FileStatus;
+
+  @Field(() => String, { nullable: true, description: 'Why the file was REJECTED.' })
+  statusReason?: string | null;
+
   @Field(() => UserType, { nullable: true, description: 'Null once the author is deleted.' })
   author?: UserType | null;
 
@@ -40,6 +51,8 @@ export class FileType {
       md5: file.md5,
       mimeType: file.mimeType ?? null,
       uploadedAt: file.uploadedAt,
+      status: file.status,
+      statusReason: file.statusReason ?? null,
       author: file.author ? UserType.from(file.author) : null,
     });
   }

@@ -1,5 +1,6 @@
-import { Field, ID, InputType, ObjectType, registerEnumType } from 'type-graphql';
+import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { UploadStatus, type ChunkedUpload } from '../../entities';
+import { partCountOf } from '../../uploads/direct-upload.service';
 import { DateTime, SafeInt } from '../scalars';
 
 registerEnumType(UploadStatus, { name: 'UploadStatus' });
@@ -42,6 +43,15 @@ export class ChunkedUploadType {
   @Field(() => SafeInt, { description: 'A chunk size that suits the storage backend; every chunk but the last should be this size.' })
   chunkSize!: number;
 
+  @Field(() => SafeInt, { nullable: true, description: 'Every part but the last is exactly this size (null: a plain sequential upload).' })
+  partSize!: number | null;
+
+  @Field(() => Int, { nullable: true, description: 'ceil(totalSize / partSize); null without partSize.' })
+  partCount!: number | null;
+
+  @Field(() => Boolean, { description: 'A direct upload: the client PUTs the parts to the object store over signUploadParts URLs (false with disk storage).' })
+  direct!: boolean;
+
   static from(upload: ChunkedUpload, sizes: { maxChunkSize: number; chunkSize: number }): ChunkedUploadType {
     return Object.assign(new ChunkedUploadType(), {
       id: upload.id,
@@ -54,6 +64,9 @@ export class ChunkedUploadType {
       status: upload.status,
       createdAt: upload.createdAt,
       expiresAt: upload.expiresAt,
+      partSize: upload.partSize ?? null,
+      partCount: partCountOf(upload),
+      direct: upload.direct,
       ...sizes,
     });
   }
@@ -66,6 +79,33 @@ export class ServerLimits {
 
   @Field(() => SafeInt, { description: 'The largest chunk the server accepts (MAX_CHUNK_SIZE).' })
   maxChunkSize!: number;
+
+  @Field(() => Boolean, { description: 'startUpload(direct: true) is granted: the storage is an object store clients can PUT parts to.' })
+  directUploads!: boolean;
+}
+
+@ObjectType()
+export class HttpHeader {
+  @Field(() => String)
+  name!: string;
+
+  @Field(() => String)
+  value!: string;
+}
+
+@ObjectType({ description: 'A presigned PUT for one part of a direct upload.' })
+export class SignedPart {
+  @Field(() => Int)
+  partNumber!: number;
+
+  @Field(() => String, { description: "PUT the part's bytes here; keep the answer's ETag." })
+  url!: string;
+
+  @Field(() => [HttpHeader], { description: 'Send exactly these headers with the PUT (Content-MD5 when partMd5s were given).' })
+  headers!: HttpHeader[];
+
+  @Field(() => DateTime, { description: 'DIRECT_URL_TTL after signing; sign the part again after that.' })
+  expiresAt!: Date;
 }
 
 @InputType()
@@ -81,4 +121,10 @@ export class StartUploadInput {
 
   @Field(() => String, { nullable: true, description: 'Guessed from the file name when not given.' })
   mimeType?: string | null;
+
+  @Field(() => SafeInt, { nullable: true, description: 'Send the upload in parts of exactly this size (but the last); needed by direct.' })
+  partSize?: number | null;
+
+  @Field(() => Boolean, { nullable: true, description: 'Ask for a direct upload to object storage (partSize of at least 5 MiB); ChunkedUpload.direct says whether it was granted.' })
+  direct?: boolean | null;
 }

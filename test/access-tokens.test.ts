@@ -53,6 +53,7 @@ describe(`access tokens: scoped credentials for scripts (${databaseKind})`, () =
     assert.ok((await client.data(`{ files(first: 5) { totalCount } }`)).files.totalCount >= 1);
     await verifyDownload(client, file.id, (await server.admin.download(`/files/${file.id}/content`)).body);
     expectCode(await client.startUpload({ filename: 'read.bin', totalSize: 10 }), 'FORBIDDEN');
+    expectCode(await client.request(`mutation($id: ID!) { signUploadParts(uploadId: $id, partNumbers: [1]) { url } }`, { id: file.id }), 'FORBIDDEN');
     expectCode(await client.request(`mutation($id: ID!) { deleteFile(id: $id) }`, { id: file.id }), 'FORBIDDEN');
     expectCode(await client.request(CREATE, { n: 'escalate', s: ['FULL'] }), 'FORBIDDEN', 'a token cannot mint a wider one');
     const tus = await tusRequest(`${server.url}/tus/`, 'POST', { token: client.token, headers: { 'upload-length': '10', 'upload-metadata': `filename ${b64('r.bin')}` } });
@@ -66,6 +67,10 @@ describe(`access tokens: scoped credentials for scripts (${databaseKind})`, () =
     const uploaded = await uploadFile(client, bytes, `ci-${tag()}.bin`);
     const viaTus = await tusUpload(client, randomFile(1000), { metadata: { filename: `tus-${tag()}.bin` } });
     assert.equal(viaTus.error, undefined, String(viaTus.error));
+    // signUploadParts is an upload operation too: past the scope check, the upload (not direct on disk storage) decides.
+    const plain = await client.start(`sign-${tag()}.bin`, 10);
+    const signed = await client.request(`mutation($id: ID!) { signUploadParts(uploadId: $id, partNumbers: [1]) { url } }`, { id: plain.id });
+    assert.notEqual(signed.errors?.[0]?.extensions?.code, 'FORBIDDEN', JSON.stringify(signed.errors));
     const aborted = await client.start(`abort-${tag()}.bin`, 10);
     assert.equal((await client.data(`mutation($id: ID!) { abortUpload(uploadId: $id) { status } }`, { id: aborted.id })).abortUpload.status, 'ABORTED');
 

@@ -2,14 +2,16 @@
 import 'reflect-metadata';
 import { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
+import { formatByteSize, parseByteSize } from './byte-size';
 import { ConfigError, loadConfig, type Config } from './config';
 import { openDatabase, type Database } from './db/orm';
-import { AppError } from './errors';
+import { AppError, Errors } from './errors';
 import { Md5Pool } from './hashing/md5-pool';
 import { createLogger } from './logger';
 import { readNewPassword } from './password-input';
 import { createServices } from './services';
 import { LoginThrottleService } from './services/login-throttle.service';
+import { QuotaService } from './services/quota.service';
 import { UserService } from './services/user.service';
 import { serve } from './server';
 import { describeDatabase, StartupError } from './startup';
@@ -35,7 +37,7 @@ async function withDatabase<T>(command: string, mustExist: boolean, work: (datab
   }
 }
 
-const users = (database: Database) => new UserService(database.orm, new LoginThrottleService(database.orm));
+const users = (database: Database, config: Config) => new UserService(database.orm, new LoginThrottleService(database.orm), config.defaultUserQuota);
 
 const program = new Command()
   .name('upload-server')
@@ -71,9 +73,9 @@ program
   .option('--password <password>', 'at least 8 characters; without it: asked in a terminal, else read from standard input')
   .option('--admin', 'may create users and change or delete any file', false)
   .action((options: { username: string; password?: string; admin: boolean }) =>
-    withDatabase('create-user', true, async (database) => {
+    withDatabase('create-user', true, async (database, config) => {
       const password = await readNewPassword(options.password, options.username);
-      const user = await users(database).create({ username: options.username, password, isAdmin: options.admin });
+      const user = await users(database, config).create({ username: options.username, password, isAdmin: options.admin });
       console.log(`created ${user.isAdmin ? 'admin' : 'user'} ${user.username} (${user.id})`);
     }),
   );
@@ -84,9 +86,9 @@ program
   .argument('<username>', 'whose password (any case)')
   .option('--password <password>', 'at least 8 characters; without it: asked in a terminal, else read from standard input')
   .action((username: string, options: { password?: string }) =>
-    withDatabase('reset-password', true, async (database) => {
+    withDatabase('reset-password', true, async (database, config) => {
       const password = await readNewPassword(options.password, username);
-      const user = await users(database).resetPassword(username, password);
+      const user = await users(database, config).resetPassword(username, password);
       console.log(`reset the password of ${user.username}; tokens issued before no longer work`);
     }),
   );
@@ -95,11 +97,28 @@ program
   .command('users')
   .description('list the users, oldest first')
   .action(() =>
-    withDatabase('users', true, async (database) => {
-      const rows = (await users(database).list()).map((u) => [u.username, u.isAdmin ? 'admin' : 'user', u.createdAt.toISOString(), u.id]);
+    withDatabase('users', true, async (database, config) => {
+      const rows = (await users(database, config).list()).map((u) => [u.username, u.isAdmin ? 'admin' : 'user', u.createdAt.toISOString(), u.id]);
       const table = [['USERNAME', 'ROLE', 'CREATED', 'ID'], ...rows];
       const widths = table[0].map((_, column) => Math.max(...table.map((row) => row[column].length)));
       for (const row of table) console.log(row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd());
+    }),
+  );
+
+program
+  .command('set-quota')
+  .description("set how much a user may store (files and uploads in progress together); `none` lifts the limit")
+  .argument('<username>', 'whose quota (any case)')
+  .argument('<size>', 'bytes (10737418240), a size (10GiB, 500MB: KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024), or none')
+  .action((username: string, size: string) =>
+    withDatabase('set-quota', true, async (database) => {
+      const quotaBytes = size.trim().toLowerCase() === 'none' ? null : parseByteSize(size);
+      if (quotaBytes === undefined) throw Errors.badInput(`"${size}" is not a size: give bytes (10737418240), a size such as 10GiB, or none.`);
+      const quotas = new QuotaService(database.orm, createLogger('warn'));
+      const user = await quotas.setQuotaByName(username, quotaBytes);
+      const used = await quotas.usedBytes(user.id);
+      const quota = user.quotaBytes === null ? 'no limit' : `${formatByteSize(user.quotaBytes)} (${user.quotaBytes} bytes)`;
+      console.log(`quota of ${user.username}: ${quota}; using ${formatByteSize(used)} (${used} bytes)`);
     }),
   );
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseByteSize } from './byte-size';
 import type { LogFormat } from './logger';
 
 const GiB = 1024 ** 3;
@@ -43,6 +44,14 @@ const envSchema = z
     MAX_CONNECTIONS_PER_ADDRESS: integer(0).optional(),
     MAX_STREAMS_PER_USER: integer(0).default(16),
     MAX_UPLOADS_IN_PROGRESS: integer(0).default(1000),
+    DEFAULT_USER_QUOTA: z.string().transform((value, ctx) => {
+      const bytes = parseByteSize(value);
+      if (bytes === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'must be a size in bytes, such as 10737418240 or 10GiB (KB, MB, GB: powers of 1000; KiB, MiB, GiB: of 1024)' });
+        return z.NEVER;
+      }
+      return bytes;
+    }).optional(),
     CHUNK_FSYNC: booleanFlag.default(true),
     GC_PACE: integer(0, 1024).default(8),
     CLEANUP_INTERVAL: integer(0).default(3600),
@@ -112,6 +121,8 @@ export interface Config {
     maxStreamsPerUser: number;
     maxUploadsInProgress: number;
   };
+  /** DEFAULT_USER_QUOTA: the quota in bytes of users created from now on; null: no limit. */
+  defaultUserQuota: number | null;
   /** fsync each chunk before its offset is acknowledged. */
   chunkFsync: boolean;
   /** A young-generation GC every this many bytes of chunk data (0: V8 alone decides). */
@@ -212,6 +223,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, scope: ConfigSc
       maxStreamsPerUser: e.MAX_STREAMS_PER_USER,
       maxUploadsInProgress: e.MAX_UPLOADS_IN_PROGRESS,
     },
+    defaultUserQuota: e.DEFAULT_USER_QUOTA ?? null,
     chunkFsync: e.CHUNK_FSYNC,
     gcPaceBytes: e.GC_PACE * MiB,
     storage:

@@ -11,6 +11,7 @@ import { AuthService } from './auth.service';
 import { CleanupService } from './cleanup.service';
 import { FileService } from './file.service';
 import { LoginThrottleService } from './login-throttle.service';
+import { QuotaService } from './quota.service';
 import { UserService } from './user.service';
 
 export interface Services {
@@ -18,6 +19,7 @@ export interface Services {
   auth: AuthService;
   cleanup: CleanupService;
   files: FileService;
+  quotas: QuotaService;
   uploads: UploadService;
   users: UserService;
 }
@@ -34,7 +36,8 @@ export function createServices(
   const auth = new AuthService(orm, throttle, config, log);
   const files = new FileService(orm, store, log);
   const leases = new LeaseRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds);
-  const uploads = new UploadService(orm, leases, store, md5, files, config, log, metrics, GcPacer.create(config.gcPaceBytes, log));
+  const quotas = new QuotaService(orm, log);
+  const uploads = new UploadService(orm, leases, store, md5, files, quotas, config, log, metrics, GcPacer.create(config.gcPaceBytes, log));
   const cleanup = new CleanupService(orm, leases, store, throttle, log);
-  return { config, auth, files, uploads, users: new UserService(orm, throttle), cleanup };
+  return { config, auth, files, quotas, uploads, users: new UserService(orm, throttle, config.defaultUserQuota), cleanup };
 }

@@ -144,15 +144,17 @@ export class LeaseRepository {
   }
 
   /**
-   * The holder declares the size of an upload that deferred it (tus): never below what is
-   * stored, never above the size it was allowed. Undefined if the lease was lost or the size does not fit.
+   * The holder declares the size of an upload that deferred it (tus), in the caller's transaction
+   * (which checked the quota): never below what is stored. Undefined if the lease was lost or the size does not fit.
    */
-  async declareLength(lease: Lease, totalSize: number): Promise<ChunkedUpload | undefined> {
-    const rows = await this.orm.em.getConnection().execute<Record<string, unknown>[]>(
+  async declareLength(lease: Lease, totalSize: number, em: EntityManager): Promise<ChunkedUpload | undefined> {
+    const rows = await em.getConnection().execute<Record<string, unknown>[]>(
       `update chunked_uploads set total_size = ?, length_deferred = false
-        where id = ? and lease_token = ? and length_deferred and "offset" <= ? and total_size >= ?
+        where id = ? and lease_token = ? and length_deferred and "offset" <= ?
         returning *`,
-      [totalSize, lease.uploadId, lease.token, totalSize, totalSize],
+      [totalSize, lease.uploadId, lease.token, totalSize],
+      'all',
+      em.getTransactionContext(),
     );
     return rows[0] ? this.orm.em.fork().map(ChunkedUpload, rows[0]) : undefined;
   }

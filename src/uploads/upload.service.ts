@@ -12,6 +12,7 @@ import type { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
 import type { UploadMetrics } from '../metrics';
 import type { FileService } from '../services/file.service';
+import type { QuotaService } from '../services/quota.service';
 import { cleanDescription, cleanFilename, cleanMimeType, isUuid, parseMd5, requireByteCount } from '../services/validation';
 import { StorageUnavailableError, type ChunkWritten, type FileStore, type StoredUpload, type StoreState } from '../storage/file-store';
 import { BodySegments, BodyWatch, ChunkInspector, LeaseClock } from './chunk-pipeline';
@@ -93,6 +94,7 @@ export class UploadService {
     private readonly store: FileStore,
     private readonly md5: Md5Pool,
     private readonly files: FileService,
+    private readonly quotas: QuotaService,
     private readonly config: Config,
     private readonly log: Logger,
     private readonly metrics: UploadMetrics,
@@ -114,34 +116,42 @@ export class UploadService {
     if (maxUploadsInProgress > 0 && (await em.count(ChunkedUpload, { owner: owner.id, status: UploadStatus.UPLOADING })) >= maxUploadsInProgress) {
       throw Errors.tooManyUploads(maxUploadsInProgress);
     }
-    const now = new Date();
-    const upload = em.create(ChunkedUpload, {
-      owner,
-      filename,
-      totalSize,
-      description: cleanDescription(input.description ?? ''),
-      mimeType: mimeType || mime.lookup(filename) || null,
-      lengthDeferred: input.deferLength ?? false,
-      expectedMd5,
-      clientMetadata: input.clientMetadata ?? null,
-      md5State: Buffer.from((await createMD5()).init().save()),
-      createdAt: now,
-      updatedAt: now,
-      expiresAt: new Date(now.getTime() + this.config.uploadTtlSeconds * 1000),
-    });
-    // Row first: the orphan sweep deletes partial bytes that have no upload row.
-    await em.flush();
-    try {
-      const state = await this.store.createUpload(upload.id, totalSize);
-      if (state) {
-        upload.storageState = state;
-        await em.flush();
+    const md5State = Buffer.from((await createMD5()).init().save());
+    // The reservation and the row in one transaction, under the user's row lock (quota.service.ts).
+    const upload = await em.transactional(async (tx) => {
+      const quota = await this.quotas.lock(tx, owner.id);
+      // A deferred length (tus) reserves what the user has left, up to MAX_FILE_SIZE, until the
+      // length is declared; that is also the most it may hold meanwhile.
+      const reserved = input.deferLength ? Math.min(totalSize, quota.availableBytes) : totalSize;
+      if (reserved > quota.availableBytes || (input.deferLength && reserved === 0 && quota.quotaBytes !== null)) {
+        throw Errors.quotaExceeded(quota.availableBytes);
       }
+      const now = new Date();
+      return tx.create(ChunkedUpload, {
+        owner: owner.id,
+        filename,
+        totalSize: reserved,
+        description: cleanDescription(input.description ?? ''),
+        mimeType: mimeType || mime.lookup(filename) || null,
+        lengthDeferred: input.deferLength ?? false,
+        expectedMd5,
+        clientMetadata: input.clientMetadata ?? null,
+        md5State,
+        createdAt: now,
+        updatedAt: now,
+        expiresAt: new Date(now.getTime() + this.config.uploadTtlSeconds * 1000),
+      });
+      // Flushed as the transaction commits: row first, since the orphan sweep deletes partial bytes that have no upload row.
+    });
+    try {
+      const state = await this.store.createUpload(upload.id, upload.totalSize);
+      if (state) await em.nativeUpdate(ChunkedUpload, { id: upload.id }, { storageState: state });
+      upload.storageState = state ?? upload.storageState;
     } catch (err) {
-      await em.remove(upload).flush();
+      await em.nativeDelete(ChunkedUpload, { id: upload.id });
       throw asStorageRefusal(err, 0);
     }
-    this.log.info({ uploadId: upload.id, ownerId: owner.id, filename, totalSize }, 'upload started');
+    this.log.info({ uploadId: upload.id, ownerId: owner.id, filename, totalSize: upload.totalSize }, 'upload started');
     return upload;
   }
 
@@ -379,14 +389,25 @@ export class UploadService {
     return committed;
   }
 
+  /**
+   * The declared length replaces what a deferred upload reserved (all the user had left, up to
+   * MAX_FILE_SIZE): usually less, given back at once; more only if the quota has room for it.
+   */
   private async declareLength(lease: Lease, upload: ChunkedUpload, totalSize: number): Promise<ChunkedUpload> {
     if (!upload.lengthDeferred) {
       if (totalSize === upload.totalSize) return upload;
       throw Errors.badInput(`The upload's length is already ${upload.totalSize} bytes and cannot change.`);
     }
     if (totalSize < upload.offset) throw Errors.badInput(`Upload-Length ${totalSize} is below the ${upload.offset} bytes already stored.`);
-    if (totalSize > upload.totalSize) throw Errors.payloadTooLarge(`Upload-Length ${totalSize} passes the largest allowed file (${upload.totalSize} bytes).`);
-    const declared = await this.leases.declareLength(lease, totalSize);
+    if (totalSize > this.config.maxFileSize) throw Errors.payloadTooLarge(`Upload-Length ${totalSize} passes the largest allowed file (${this.config.maxFileSize} bytes).`);
+    const declared = await this.orm.em.fork().transactional(async (tx) => {
+      if (totalSize > upload.totalSize) {
+        const quota = await this.quotas.lock(tx, upload.owner.id);
+        const available = quota.availableBytes + upload.totalSize;
+        if (totalSize > available) throw Errors.quotaExceeded(available);
+      }
+      return this.leases.declareLength(lease, totalSize, tx);
+    });
     if (!declared) throw Errors.uploadLocked();
     return declared;
   }

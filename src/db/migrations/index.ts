@@ -6,6 +6,7 @@ import { Migration20261202100000 } from './Migration20261202100000_tus_uploads';
 import { Migration20261202200000 } from './Migration20261202200000_files_name_trgm';
 import { Migration20261202210000 } from './Migration20261202210000_username_key';
 import { Migration20261202220000 } from './Migration20261202220000_login_throttle_pairs';
+import { Migration20261203110000 } from './Migration20261203110000_quotas';
 
 /** Listed explicitly so the compiled server needs no file globbing to find them. */
 export const migrations = [
@@ -17,4 +18,5 @@ export const migrations = [
   { name: 'Migration20261202200000_files_name_trgm', class: Migration20261202200000 },
   { name: 'Migration20261202210000_username_key', class: Migration20261202210000 },
   { name: 'Migration20261202220000_login_throttle_pairs', class: Migration20261202220000 },
+  { name: 'Migration20261203110000_quotas', class: Migration20261203110000 },
 ];

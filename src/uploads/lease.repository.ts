@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/core';
+import { UPLOAD_EVENT_SQL } from '../events/channels';
 import type { StoreState } from '../storage/file-store';
 import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
 
@@ -117,9 +118,10 @@ export class LeaseRepository {
   /**
    * Counts a written chunk and releases the lease in one statement: offset, md5 state and
    * storage state always move together. Undefined if the lease was lost meanwhile.
-   * `keepLease` renews it instead, for a writer with more of the same body to come.
+   * `keepLease` renews it instead, for a writer with more of the same body to come. `notify`
+   * tells subscribers of the new offset in the same statement (the caller throttles it).
    */
-  async commitChunk(lease: Lease, chunk: ChunkCommit, { keepLease = false } = {}): Promise<ChunkedUpload | undefined> {
+  async commitChunk(lease: Lease, chunk: ChunkCommit, { keepLease = false, notify = false } = {}): Promise<ChunkedUpload | undefined> {
     const leaseAfter = keepLease
       ? 'lease_expires_at = now() + make_interval(secs => ?)'
       : 'lease_token = null, lease_expires_at = null';
@@ -128,7 +130,7 @@ export class LeaseRepository {
           set "offset" = "offset" + ?, md5_state = ?, storage_state = ?::jsonb, ${leaseAfter},
               updated_at = now(), expires_at = now() + make_interval(secs => ?)
         where id = ? and lease_token = ? and "offset" = ?
-        returning *`,
+        returning *, case when ?::boolean then ${UPLOAD_EVENT_SQL} end as notified`,
       [
         chunk.bytesWritten,
         Buffer.from(chunk.md5State),
@@ -138,6 +140,7 @@ export class LeaseRepository {
         lease.uploadId,
         lease.token,
         chunk.offset,
+        notify,
       ],
     );
     return rows[0] ? this.orm.em.fork().map(ChunkedUpload, rows[0]) : undefined;
@@ -151,7 +154,7 @@ export class LeaseRepository {
     const rows = await em.getConnection().execute<Record<string, unknown>[]>(
       `update chunked_uploads set total_size = ?, length_deferred = false
         where id = ? and lease_token = ? and length_deferred and "offset" <= ?
-        returning *`,
+        returning *, ${UPLOAD_EVENT_SQL} as notified`,
       [totalSize, lease.uploadId, lease.token, totalSize],
       'all',
       em.getTransactionContext(),
@@ -176,7 +179,7 @@ export class LeaseRepository {
   async complete(em: EntityManager, lease: Lease): Promise<boolean> {
     const done = await em.getConnection().execute<unknown[]>(
       `update chunked_uploads set status = 'COMPLETE', lease_token = null, lease_expires_at = null, updated_at = now()
-        where id = ? and lease_token = ? and status = 'UPLOADING' returning id`,
+        where id = ? and lease_token = ? and status = 'UPLOADING' returning id, ${UPLOAD_EVENT_SQL} as notified`,
       [lease.uploadId, lease.token],
       'all',
       em.getTransactionContext(),
@@ -188,10 +191,18 @@ export class LeaseRepository {
   async abort(lease: Lease): Promise<boolean> {
     const done = await this.orm.em.getConnection().execute<unknown[]>(
       `update chunked_uploads set status = 'ABORTED', lease_token = null, lease_expires_at = null, updated_at = now()
-        where id = ? and lease_token = ? returning id`,
+        where id = ? and lease_token = ? returning id, ${UPLOAD_EVENT_SQL} as notified`,
       [lease.uploadId, lease.token],
     );
     return done.length === 1;
+  }
+
+  /**
+   * Tells subscribers where an upload stands now: the trailing notification after commits whose
+   * own notification the throttle held back.
+   */
+  async notifyProgress(uploadId: string): Promise<void> {
+    await this.orm.em.getConnection().execute(`select ${UPLOAD_EVENT_SQL} from chunked_uploads where id = ? and status = 'UPLOADING'`, [uploadId]);
   }
 
   /** Whether a live writer holds the upload's lease right now. */
@@ -207,7 +218,7 @@ export class LeaseRepository {
     const rows = await this.orm.em.getConnection().execute<Record<string, unknown>[]>(
       `update chunked_uploads set status = ?, updated_at = now()
         where status = ? and expires_at <= now() and (lease_token is null or lease_expires_at <= now())
-        returning *`,
+        returning *, ${UPLOAD_EVENT_SQL} as notified`,
       [UploadStatus.EXPIRED, UploadStatus.UPLOADING],
     );
     const em = this.orm.em.fork();

@@ -15,6 +15,8 @@ import type { FileService } from '../services/file.service';
 import type { QuotaService } from '../services/quota.service';
 import { cleanDescription, cleanFilename, cleanMimeType, isUuid, parseMd5, requireByteCount } from '../services/validation';
 import { StorageUnavailableError, type ChunkWritten, type FileStore, type StoredUpload, type StoreState } from '../storage/file-store';
+import { PROGRESS_INTERVAL_MS } from '../events/event-hub';
+import { ProgressThrottle } from '../events/progress-throttle';
 import { BodySegments, BodyWatch, ChunkInspector, LeaseClock } from './chunk-pipeline';
 import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
 import type { Claimed, Lease, LeaseRepository } from './lease.repository';
@@ -87,6 +89,8 @@ export class UploadService {
   private readonly liveStreams = new Map<string, { stop(): void; done: Promise<void> }>();
   /** Bodies each user is streaming into this process right now (MAX_STREAMS_PER_USER). */
   private readonly streamsByUser = new Map<string, number>();
+  /** uploadProgress's notifications, throttled where they are sent. */
+  private readonly progress: ProgressThrottle;
 
   constructor(
     private readonly orm: MikroORM,
@@ -99,7 +103,16 @@ export class UploadService {
     private readonly log: Logger,
     private readonly metrics: UploadMetrics,
     private readonly gcPacer?: GcPacer,
-  ) {}
+  ) {
+    this.progress = new ProgressThrottle(PROGRESS_INTERVAL_MS, (err, uploadId) =>
+      this.log.warn({ err, uploadId }, 'could not notify the progress of an upload; the next chunk will'),
+    );
+  }
+
+  /** Stops the trailing progress notifications still waiting (the server is stopping). */
+  close(): void {
+    this.progress.close();
+  }
 
   async start(owner: User, input: StartUploadInput): Promise<ChunkedUpload> {
     const filename = cleanFilename(input.filename);
@@ -151,12 +164,14 @@ export class UploadService {
       await em.nativeDelete(ChunkedUpload, { id: upload.id });
       throw asStorageRefusal(err, 0);
     }
+    // The owner's other devices learn of it (myUploadsChanged); chunks tell the rest.
+    await this.leases.notifyProgress(upload.id).catch((err: unknown) => this.log.warn({ err, uploadId: upload.id }, 'could not notify a new upload'));
     this.log.info({ uploadId: upload.id, ownerId: owner.id, filename, totalSize: upload.totalSize }, 'upload started');
     return upload;
   }
 
   /** The chunk size to suggest to clients: what suits the store, within MAX_CHUNK_SIZE. */
-  preferredChunkSize(upload: ChunkedUpload): number {
+  preferredChunkSize(upload: Pick<ChunkedUpload, 'totalSize'>): number {
     return Math.min(this.config.maxChunkSize, this.store.preferredChunkSize(upload.totalSize));
   }
 
@@ -376,15 +391,18 @@ export class UploadService {
 
   /** Counts what was written: offset, md5 and storage state in one conditional statement. */
   private async commit(lease: Lease, stored: StoredUpload, { written, md5State }: { written: ChunkWritten; md5State: Uint8Array }, options: { keepLease: boolean }): Promise<ChunkedUpload> {
+    // The notification rides in the commit's own statement when it is due (no round trip of its own).
+    const notify = this.progress.due(stored.id, stored.offset + written.bytesWritten === stored.totalSize);
     const committed = await this.leases.commitChunk(
       lease,
       { offset: stored.offset, bytesWritten: written.bytesWritten, md5State, storageState: written.state },
-      options,
+      { ...options, notify },
     );
     if (!committed) {
       this.log.error({ uploadId: stored.id, offset: stored.offset }, 'a chunk writer lost its lease while writing; its bytes were not counted');
       throw Errors.uploadLocked();
     }
+    if (!notify) this.progress.later(stored.id, () => this.leases.notifyProgress(stored.id));
     this.forgetSuperseded(stored, written.state);
     return committed;
   }

@@ -3,6 +3,18 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
+export type LibraryEventKind =
+  /** A file entered the library (an upload completed). */
+  | 'ADDED'
+  /** A file was deleted; `file` is what it was. */
+  | 'DELETED'
+  /** A file finished its verification and can be downloaded. */
+  | 'READY'
+  /** A file failed its verification; its bytes are gone. */
+  | 'REJECTED'
+  /** A file changed (its description, say). */
+  | 'UPDATED';
+
 export type StartUploadInput = {
   description?: string | null | undefined;
   /** Path components and control characters are removed. */
@@ -113,6 +125,28 @@ export type ServerLimitsQueryVariables = Exact<{ [key: string]: never; }>;
 
 
 export type ServerLimitsQuery = { serverLimits: { maxFileSize: number, maxChunkSize: number } };
+
+export type MyUsageQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type MyUsageQuery = { me: { id: string, quotaBytes: number | null, usedBytes: number } | null };
+
+export type UploadProgressSubscriptionVariables = Exact<{
+  uploadId: string | number;
+}>;
+
+
+export type UploadProgressSubscription = { uploadProgress: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } };
+
+export type LibraryChangedSubscriptionVariables = Exact<{ [key: string]: never; }>;
+
+
+export type LibraryChangedSubscription = { libraryChanged: { kind: LibraryEventKind, file: { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, author: { id: string, username: string } | null } } };
+
+export type MyUploadsChangedSubscriptionVariables = Exact<{ [key: string]: never; }>;
+
+
+export type MyUploadsChangedSubscription = { myUploadsChanged: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string } };
 
 export class TypedDocumentString<TResult, TVariables>
   extends String
@@ -360,3 +394,65 @@ export const ServerLimitsDocument = new TypedDocumentString(`
   }
 }
     `) as unknown as TypedDocumentString<ServerLimitsQuery, ServerLimitsQueryVariables>;
+export const MyUsageDocument = new TypedDocumentString(`
+    query MyUsage {
+  me {
+    id
+    quotaBytes
+    usedBytes
+  }
+}
+    `) as unknown as TypedDocumentString<MyUsageQuery, MyUsageQueryVariables>;
+export const UploadProgressDocument = new TypedDocumentString(`
+    subscription UploadProgress($uploadId: ID!) {
+  uploadProgress(uploadId: $uploadId) {
+    ...UploadState
+  }
+}
+    fragment UploadState on ChunkedUpload {
+  id
+  filename
+  totalSize
+  offset
+  status
+  maxChunkSize
+  expiresAt
+}`) as unknown as TypedDocumentString<UploadProgressSubscription, UploadProgressSubscriptionVariables>;
+export const LibraryChangedDocument = new TypedDocumentString(`
+    subscription LibraryChanged {
+  libraryChanged {
+    kind
+    file {
+      ...FileInfo
+    }
+  }
+}
+    fragment FileInfo on File {
+  id
+  name
+  description
+  size
+  md5
+  mimeType
+  uploadedAt
+  downloadUrl
+  author {
+    id
+    username
+  }
+}`) as unknown as TypedDocumentString<LibraryChangedSubscription, LibraryChangedSubscriptionVariables>;
+export const MyUploadsChangedDocument = new TypedDocumentString(`
+    subscription MyUploadsChanged {
+  myUploadsChanged {
+    ...UploadState
+  }
+}
+    fragment UploadState on ChunkedUpload {
+  id
+  filename
+  totalSize
+  offset
+  status
+  maxChunkSize
+  expiresAt
+}`) as unknown as TypedDocumentString<MyUploadsChangedSubscription, MyUploadsChangedSubscriptionVariables>;

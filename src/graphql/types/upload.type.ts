@@ -1,5 +1,6 @@
 import { Field, ID, InputType, ObjectType, registerEnumType } from 'type-graphql';
-import { UploadStatus, type ChunkedUpload } from '../../entities';
+import { UploadStatus } from '../../entities';
+import type { UploadView } from '../../events/event-hub';
 import { DateTime, SafeInt } from '../scalars';
 
 registerEnumType(UploadStatus, { name: 'UploadStatus' });
@@ -42,7 +43,7 @@ export class ChunkedUploadType {
   @Field(() => SafeInt, { description: 'A chunk size that suits the storage backend; every chunk but the last should be this size.' })
   chunkSize!: number;
 
-  static from(upload: ChunkedUpload, sizes: { maxChunkSize: number; chunkSize: number }): ChunkedUploadType {
+  static from(upload: UploadView, sizes: { maxChunkSize: number; chunkSize: number }): ChunkedUploadType {
     return Object.assign(new ChunkedUploadType(), {
       id: upload.id,
       filename: upload.filename,

@@ -171,6 +171,26 @@ describe('subscriptions across two instances on one database', { skip: NEEDS_POS
   });
 });
 
+describe(`subscriptions of the federation subgraph (${databaseKind})`, () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer({ FEDERATION: 'true' });
+  });
+  after(() => server?.close());
+
+  it('are served by the subgraph itself, for clients that subscribe to it directly', async () => {
+    const ws = wsClient(server.url, `Bearer ${server.admin.token}`);
+    try {
+      const library = record(ws, LIBRARY);
+      await eventually(() => assert.equal(server.app.events.subscriberCount, 1));
+      const file = await uploadFile(server.admin, randomFile(100), 'federated.bin');
+      await eventually(() => assert.deepEqual(library.events.map((e: any) => [e.libraryChanged.kind, e.libraryChanged.file.id]), [['ADDED', file.id]]));
+    } finally {
+      await ws.dispose();
+    }
+  });
+});
+
 describe('subscriber queues', () => {
   it('coalesce progress to the newest state and always deliver the final one', async () => {
     let closed = 0;

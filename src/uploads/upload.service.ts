@@ -8,6 +8,8 @@ import type { Config } from '../config';
 import { File, type User } from '../entities';
 import { toDomainError } from '../error-edge';
 import { AppError, Errors } from '../errors';
+import { PROGRESS_INTERVAL_MS } from '../events/event-hub';
+import { ProgressThrottle } from '../events/progress-throttle';
 import type { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
 import type { UploadMetrics } from '../metrics';
@@ -15,8 +17,6 @@ import type { FileService } from '../services/file.service';
 import type { QuotaService } from '../services/quota.service';
 import { cleanDescription, cleanFilename, cleanMimeType, isUuid, parseMd5, requireByteCount } from '../services/validation';
 import { StorageUnavailableError, type ChunkWritten, type FileStore, type StoredUpload, type StoreState } from '../storage/file-store';
-import { PROGRESS_INTERVAL_MS } from '../events/event-hub';
-import { ProgressThrottle } from '../events/progress-throttle';
 import { BodySegments, BodyWatch, ChunkInspector, LeaseClock } from './chunk-pipeline';
 import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
 import type { Claimed, Lease, LeaseRepository } from './lease.repository';
@@ -140,6 +140,8 @@ export class UploadService {
         throw Errors.quotaExceeded(quota.availableBytes);
       }
       const now = new Date();
+      // Inserted as the transaction commits, before any bytes exist: the orphan sweep deletes
+      // partial bytes that have no upload row.
       return tx.create(ChunkedUpload, {
         owner: owner.id,
         filename,
@@ -154,7 +156,6 @@ export class UploadService {
         updatedAt: now,
         expiresAt: new Date(now.getTime() + this.config.uploadTtlSeconds * 1000),
       });
-      // Flushed as the transaction commits: row first, since the orphan sweep deletes partial bytes that have no upload row.
     });
     try {
       const state = await this.store.createUpload(upload.id, upload.totalSize);

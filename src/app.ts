@@ -74,7 +74,7 @@ export async function createApp(
   try {
     const store = await openStore(config);
     const md5 = new Md5Pool();
-    const metrics = new Metrics({ countUploadsInProgress: () => services.uploads.countInProgress(), log });
+    const metrics = new Metrics({ countUploadsInProgress: () => services.uploads.countInProgress(), countSubscribers: () => events.subscriberCount, log });
     const services = createServices(database.orm, store, md5, config, log, metrics);
     await services.auth.ensureAdmin();
     const events = await EventHub.start(

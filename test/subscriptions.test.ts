@@ -122,9 +122,11 @@ describe(`subscriptions (${databaseKind})`, () => {
     record(connect(bob), LIBRARY);
     await eventually(() => assert.equal(server.app.events.subscriberCount, 3));
     if (databaseKind === 'postgresql') assert.equal(await listenerConnections(server), 1, 'one LISTEN connection, whatever the subscribers');
+    assert.match(await (await fetch(`${server.url}/metrics`)).text(), /^graphql_subscriptions 3$/m);
     for (const client of clients) await client.dispose();
     await eventually(() => assert.equal(server.app.events.subscriberCount, 0));
     if (databaseKind === 'postgresql') assert.equal(await listenerConnections(server), 1);
+    assert.match(await (await fetch(`${server.url}/metrics`)).text(), /^graphql_subscriptions 0$/m);
   });
 
   it('serves only subscriptions over WebSocket, within the query limits', async () => {

@@ -14,6 +14,10 @@ import { createFormatError } from './format-error';
 const MAX_MESSAGE_BYTES = 64 * 1024;
 /** Subscriptions one connection may hold at once. */
 export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 100;
+/** How often an open connection's token is checked again (a password change, a deleted user). */
+export const TOKEN_RECHECK_MS = 60_000;
+/** graphql-ws's Forbidden: the token was refused. */
+const FORBIDDEN = 4403;
 
 export interface SubscriptionServer {
   /** Closes every connection (their subscriptions end) and stops accepting new ones. */
@@ -24,7 +28,8 @@ export interface SubscriptionServer {
  * GraphQL subscriptions over WebSocket at /graphql, on the HTTP server itself: the
  * graphql-transport-ws protocol of the graphql-ws library, on `ws`. The token goes in
  * connectionParams.authorization (`Bearer <jwt>`) and is checked as the HTTP API checks it,
- * once, at connection_init: a missing, bad or revoked token closes the socket (4403 Forbidden).
+ * at connection_init: a missing, bad or revoked token closes the socket (4403 Forbidden); then
+ * again every TOKEN_RECHECK_MS while it is open, so a token revoked since ends its subscriptions.
  * Only subscriptions are served here; queries and mutations go over HTTP, through the API's
  * other guards. The same query limits apply (parse tokens, depth, aliases, cost).
  */
@@ -43,7 +48,7 @@ export function serveSubscriptions(options: {
   const wss = new WebSocketServer({ server: options.server, path: '/graphql', maxPayload: MAX_MESSAGE_BYTES });
   wss.on('error', (err) => log.warn({ err }, 'the WebSocket server failed'));
 
-  const disposable = useServer<Record<string, unknown> | undefined, { user: User }>(
+  const disposable = useServer<Record<string, unknown> | undefined, { user: User; recheck: NodeJS.Timeout }>(
     {
       schema,
       async onConnect(ctx) {
@@ -52,11 +57,22 @@ export function serveSubscriptions(options: {
         if (!token) return false;
         try {
           ctx.extra.user = await services.auth.authenticate(token);
-          return true;
         } catch (err) {
           if (!(err instanceof AppError)) log.warn({ err }, 'could not check the token of a WebSocket connection');
           return false;
         }
+        ctx.extra.recheck = setInterval(async () => {
+          try {
+            await services.auth.authenticate(token);
+          } catch (err) {
+            // Only a refusal ends the connection; the database being away for a moment does not.
+            if (err instanceof AppError) ctx.extra.socket.close(FORBIDDEN, 'Forbidden: the token is no longer valid');
+          }
+        }, TOKEN_RECHECK_MS).unref();
+        return true;
+      },
+      onClose(ctx) {
+        clearInterval(ctx.extra.recheck);
       },
       onSubscribe(ctx, _id, payload) {
         if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_CONNECTION) {

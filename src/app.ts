@@ -105,7 +105,16 @@ export async function createApp(
     const maxTokens = 2000;
     // Upgrade requests to /graphql: 'upgrade' events never reach express (nor its body
     // deadlines); the connection guards above count their sockets like any other.
-    const subscriptions = serveSubscriptions({ server, schema, services, events, validationRules: armor.validationRules, maxTokens, log });
+    const subscriptions = serveSubscriptions({
+      server,
+      schema,
+      services,
+      events,
+      validationRules: armor.validationRules,
+      maxTokens,
+      tokenRecheckMs: config.subscriptionTokenRecheckSeconds * 1000,
+      log,
+    });
     const apollo = new ApolloServer<RequestContext>({
       schema,
       formatError: createFormatError(log),

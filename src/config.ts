@@ -56,6 +56,7 @@ const envSchema = z
     GC_PACE: integer(0, 1024).default(8),
     CLEANUP_INTERVAL: integer(0).default(3600),
     DOWNLOAD_LINK_TTL: integer(1).default(900),
+    SUBSCRIPTION_TOKEN_RECHECK: integer(1, 3600).default(60),
     GRAPHQL_INTROSPECTION: booleanFlag.optional(),
     GRAPHQL_PLAYGROUND: booleanFlag.optional(),
     FEDERATION: booleanFlag.default(false),
@@ -130,6 +131,8 @@ export interface Config {
   storage: DiskStorageConfig | S3StorageConfig;
   cleanupIntervalSeconds: number;
   downloadLinkTtlSeconds: number;
+  /** Seconds between two checks of an open WebSocket's token (a revoked one closes it). */
+  subscriptionTokenRecheckSeconds: number;
   introspection: boolean;
   /** The Apollo Sandbox landing page at GET /graphql. */
   playground: boolean;
@@ -181,6 +184,7 @@ export class ConfigError extends Error {
 const SERVER_ONLY = new Set([
   'PORT', 'HOST', 'CORS_ORIGINS', 'TRUST_PROXY', 'GRAPHQL_INTROSPECTION', 'GRAPHQL_PLAYGROUND', 'FEDERATION',
   'CLEANUP_INTERVAL', 'BODY_TIMEOUT', 'GC_PACE', 'JWT_TTL', 'DOWNLOAD_LINK_TTL', 'ADMIN_USERNAME', 'ADMIN_PASSWORD',
+  'SUBSCRIPTION_TOKEN_RECHECK',
 ]);
 
 /** `server`: every setting; `maintenance`: the CLI's commands, which ignore SERVER_ONLY. */
@@ -244,6 +248,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, scope: ConfigSc
         : { kind: 'disk' },
     cleanupIntervalSeconds: e.CLEANUP_INTERVAL,
     downloadLinkTtlSeconds: e.DOWNLOAD_LINK_TTL,
+    subscriptionTokenRecheckSeconds: e.SUBSCRIPTION_TOKEN_RECHECK,
     introspection: e.GRAPHQL_INTROSPECTION ?? e.NODE_ENV !== 'production',
     playground: e.GRAPHQL_PLAYGROUND ?? e.NODE_ENV !== 'production',
     federation: e.FEDERATION,

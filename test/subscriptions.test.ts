@@ -193,6 +193,30 @@ describe(`subscriptions of the federation subgraph (${databaseKind})`, () => {
   });
 });
 
+describe(`subscriptions of a token revoked while connected (${databaseKind})`, () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer({ SUBSCRIPTION_TOKEN_RECHECK: '1' });
+  });
+  after(() => server?.close());
+
+  it('end: the socket is closed with 4403 once the token is checked again', async () => {
+    await server.admin.data(CREATE_USER, { u: 'dora', p: 'dora-password-1', a: false });
+    const dora = await server.client.login('dora', 'dora-password-1');
+    const ws = wsClient(server.url, `Bearer ${dora.token}`);
+    try {
+      record(ws, LIBRARY);
+      await eventually(() => assert.equal(server.app.events.subscriberCount, 1));
+      await dora.data(`mutation { changePassword(oldPassword: "dora-password-1", newPassword: "dora-password-2") }`);
+      const closed = await withTimeout(ws.closed, 20_000, 'the socket closed after the token was revoked');
+      assert.equal(closed.code, 4403, closed.reason);
+      await eventually(() => assert.equal(server.app.events.subscriberCount, 0));
+    } finally {
+      await ws.dispose();
+    }
+  });
+});
+
 describe('subscriber queues', () => {
   it('coalesce progress to the newest state and always deliver the final one', async () => {
     let closed = 0;

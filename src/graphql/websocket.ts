@@ -14,8 +14,6 @@ import { createFormatError } from './format-error';
 const MAX_MESSAGE_BYTES = 64 * 1024;
 /** Subscriptions one connection may hold at once. */
 export const MAX_SUBSCRIPTIONS_PER_CONNECTION = 100;
-/** How often an open connection's token is checked again (a password change, a deleted user). */
-export const TOKEN_RECHECK_MS = 60_000;
 /** graphql-ws's Forbidden: the token was refused. */
 const FORBIDDEN = 4403;
 
@@ -29,7 +27,8 @@ export interface SubscriptionServer {
  * graphql-transport-ws protocol of the graphql-ws library, on `ws`. The token goes in
  * connectionParams.authorization (`Bearer <jwt>`) and is checked as the HTTP API checks it,
  * at connection_init: a missing, bad or revoked token closes the socket (4403 Forbidden); then
- * again every TOKEN_RECHECK_MS while it is open, so a token revoked since ends its subscriptions.
+ * again every SUBSCRIPTION_TOKEN_RECHECK seconds while it is open, so a token revoked since ends
+ * its subscriptions.
  * Only subscriptions are served here; queries and mutations go over HTTP, through the API's
  * other guards. The same query limits apply (parse tokens, depth, aliases, cost).
  */
@@ -40,6 +39,8 @@ export function serveSubscriptions(options: {
   events: EventHub;
   validationRules: ValidationRule[];
   maxTokens: number;
+  /** How often an open connection's token is checked again. */
+  tokenRecheckMs: number;
   log: Logger;
 }): SubscriptionServer {
   const { schema, services, events, log } = options;
@@ -68,7 +69,7 @@ export function serveSubscriptions(options: {
             // Only a refusal ends the connection; the database being away for a moment does not.
             if (err instanceof AppError) ctx.extra.socket.close(FORBIDDEN, 'Forbidden: the token is no longer valid');
           }
-        }, TOKEN_RECHECK_MS).unref();
+        }, options.tokenRecheckMs).unref();
         return true;
       },
       onClose(ctx) {

@@ -31,6 +31,9 @@ import { pageSecurityPolicy } from './http/page-security';
 import { operationsRouter } from './http/ops.route';
 import { createLogger } from './logger';
 import { Metrics } from './metrics';
+import { EventHub } from './events/event-hub';
+import { PGliteListener, PgListener } from './events/listener';
+import { serveSubscriptions } from './graphql/websocket';
 import { createServices, type Services } from './services';
 import { tusRouter } from './tus/tus.route';
 import { openStore } from './storage';
@@ -45,6 +48,8 @@ export interface App {
   readonly store: FileStore;
   readonly database: Database;
   readonly log: Logger;
+  /** This process's subscribers and its one LISTEN connection. */
+  readonly events: EventHub;
   /** Starts listening (unless already listening); resolves with the base URL (port 0 picks a free port). */
   listen(port?: number, host?: string): Promise<string>;
   /** Stops taking requests, lets running ones finish, then closes the database. */
@@ -69,9 +74,14 @@ export async function createApp(
   try {
     const store = await openStore(config);
     const md5 = new Md5Pool();
-    const metrics = new Metrics({ countUploadsInProgress: () => services.uploads.countInProgress(), log });
+    const metrics = new Metrics({ countUploadsInProgress: () => services.uploads.countInProgress(), countSubscribers: () => events.subscriberCount, log });
     const services = createServices(database.orm, store, md5, config, log, metrics);
     await services.auth.ensureAdmin();
+    const events = await EventHub.start(
+      database.embedded ? new PGliteListener(database.embedded) : new PgListener(config.databaseUrl!, log),
+      services,
+      log,
+    );
 
     const expressApp = express();
     const server = options.server ?? http.createServer(HTTP_SERVER_OPTIONS);
@@ -91,14 +101,28 @@ export async function createApp(
       blockFieldSuggestion: { enabled: config.env === 'production' },
     }).protect();
     const inFlight = new InFlightOperations();
+    const schema = config.federation ? await (await import('./graphql/subgraph-schema.js')).buildSubgraphAppSchema() : await buildAppSchema();
+    const maxTokens = 2000;
+    // Upgrade requests to /graphql: 'upgrade' events never reach express (nor its body
+    // deadlines); the connection guards above count their sockets like any other.
+    const subscriptions = serveSubscriptions({
+      server,
+      schema,
+      services,
+      events,
+      validationRules: armor.validationRules,
+      maxTokens,
+      tokenRecheckMs: config.subscriptionTokenRecheckSeconds * 1000,
+      log,
+    });
     const apollo = new ApolloServer<RequestContext>({
-      schema: config.federation ? await (await import('./graphql/subgraph-schema.js')).buildSubgraphAppSchema() : await buildAppSchema(),
+      schema,
       formatError: createFormatError(log),
       includeStacktraceInErrorResponses: false,
       introspection: config.introspection,
       csrfPrevention: true,
       allowBatchedHttpRequests: false,
-      parseOptions: { maxTokens: 2000 },
+      parseOptions: { maxTokens },
       stopOnTerminationSignals: false,
       validationRules: armor.validationRules,
       plugins: [
@@ -108,6 +132,8 @@ export async function createApp(
         drainUnreadUploads,
         inFlight.plugin,
         ApolloServerPluginDrainHttpServer({ httpServer: server }),
+        // Stopping closes the WebSocket connections too: their subscriptions end.
+        { serverWillStart: async () => ({ drainServer: () => subscriptions.dispose() }) },
         // The explorer, when on, is GraphiQL served from this server (http/explorer.ts).
         ApolloServerPluginLandingPageDisabled(),
       ],
@@ -170,6 +196,7 @@ export async function createApp(
       store,
       database,
       log,
+      events,
       listen(port = config.port, host = config.host) {
         const url = () => {
           const address = server.address() as AddressInfo;
@@ -189,6 +216,8 @@ export async function createApp(
         // Operations whose clients left are still releasing their leases: let them.
         await inFlight.settled(SHUTDOWN_GRACE_MS);
         await services.verifier.stop();
+        services.uploads.close();
+        await events.close();
         await md5.close();
         await database.close();
       },

@@ -2,6 +2,7 @@
 import 'reflect-metadata';
 import { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
+import { formatByteSize, parseByteSize } from './byte-size';
 import { ConfigError, loadConfig, type Config } from './config';
 import { openDatabase, type Database } from './db/orm';
 import { AppError, Errors } from './errors';
@@ -11,6 +12,7 @@ import { createLogger } from './logger';
 import { readNewPassword } from './password-input';
 import { createServices } from './services';
 import { LoginThrottleService } from './services/login-throttle.service';
+import { QuotaService } from './services/quota.service';
 import { UserService } from './services/user.service';
 import { serve } from './server';
 import { describeDatabase, StartupError } from './startup';
@@ -36,7 +38,7 @@ async function withDatabase<T>(command: string, mustExist: boolean, work: (datab
   }
 }
 
-const users = (database: Database) => new UserService(database.orm, new LoginThrottleService(database.orm));
+const users = (database: Database, config: Config) => new UserService(database.orm, new LoginThrottleService(database.orm), config.defaultUserQuota);
 
 /**
  * The server's services over the command's database and store (deleting a user frees their
@@ -50,8 +52,8 @@ async function servicesFor(database: Database, config: Config) {
 }
 
 /** The user named `username` (any case, as login finds it). */
-async function userNamed(database: Database, username: string) {
-  const user = await users(database).findByUsername(username);
+async function userNamed(database: Database, config: Config, username: string) {
+  const user = await users(database, config).findByUsername(username);
   if (!user) throw Errors.notFound(`User "${username}"`);
   return user;
 }
@@ -90,9 +92,9 @@ program
   .option('--password <password>', 'at least 8 characters; without it: asked in a terminal, else read from standard input')
   .option('--admin', 'may create users and change or delete any file', false)
   .action((options: { username: string; password?: string; admin: boolean }) =>
-    withDatabase('create-user', true, async (database) => {
+    withDatabase('create-user', true, async (database, config) => {
       const password = await readNewPassword(options.password, options.username);
-      const user = await users(database).create({ username: options.username, password, isAdmin: options.admin });
+      const user = await users(database, config).create({ username: options.username, password, isAdmin: options.admin });
       console.log(`created ${user.isAdmin ? 'admin' : 'user'} ${user.username} (${user.id})`);
     }),
   );
@@ -103,9 +105,9 @@ program
   .argument('<username>', 'whose password (any case)')
   .option('--password <password>', 'at least 8 characters; without it: asked in a terminal, else read from standard input')
   .action((username: string, options: { password?: string }) =>
-    withDatabase('reset-password', true, async (database) => {
+    withDatabase('reset-password', true, async (database, config) => {
       const password = await readNewPassword(options.password, username);
-      const user = await users(database).resetPassword(username, password);
+      const user = await users(database, config).resetPassword(username, password);
       console.log(`reset the password of ${user.username}; tokens issued before no longer work`);
     }),
   );
@@ -114,8 +116,8 @@ program
   .command('users')
   .description('list the users, oldest first')
   .action(() =>
-    withDatabase('users', true, async (database) => {
-      const rows = (await users(database).list()).map((u) => [
+    withDatabase('users', true, async (database, config) => {
+      const rows = (await users(database, config).list()).map((u) => [
         u.username,
         u.isAdmin ? 'admin' : 'user',
         u.disabled ? 'disabled' : 'active',
@@ -136,7 +138,7 @@ program
   .action((username: string, options: { enable: boolean }) =>
     withDatabase('disable-user', true, async (database, config) => {
       const services = await servicesFor(database, config);
-      const user = await services.userAdmin.update((await userNamed(database, username)).id, { disabled: !options.enable });
+      const user = await services.userAdmin.update((await userNamed(database, config, username)).id, { disabled: !options.enable });
       console.log(`${user.disabled ? 'disabled' : 'enabled'} ${user.username}`);
     }),
   );
@@ -148,7 +150,7 @@ program
   .action((username: string) =>
     withDatabase('delete-user', true, async (database, config) => {
       const services = await servicesFor(database, config);
-      const user = await services.userAdmin.delete((await userNamed(database, username)).id);
+      const user = await services.userAdmin.delete((await userNamed(database, config, username)).id);
       console.log(`deleted ${user.username} (${user.id}); their files stay, without an author`);
     }),
   );
@@ -167,11 +169,28 @@ program
       if (unknown.length > 0) throw Errors.badInput(`Unknown scope ${unknown.join(', ')}: use READ, UPLOAD or FULL.`);
       const days = options.expiresInDays === undefined ? null : Number(options.expiresInDays);
       const services = await servicesFor(database, config);
-      const user = await userNamed(database, username);
+      const user = await userNamed(database, config, username);
       const { token, accessToken } = await services.accessTokens.create(user, { name: options.name, scopes: scopes as TokenScope[], expiresInDays: days });
       const until = accessToken.expiresAt ? `until ${accessToken.expiresAt.toISOString()}` : 'without expiry';
       console.error(`created access token "${accessToken.name}" (${accessToken.id}) for ${user.username}, ${accessToken.scopes.join(',')}, ${until}; it is shown only this once:`);
       console.log(token);
+    }),
+  );
+
+program
+  .command('set-quota')
+  .description("set how much a user may store (files and uploads in progress together); `none` lifts the limit")
+  .argument('<username>', 'whose quota (any case)')
+  .argument('<size>', 'bytes (10737418240), a size (10GiB, 500MB: KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024), or none')
+  .action((username: string, size: string) =>
+    withDatabase('set-quota', true, async (database) => {
+      const quotaBytes = size.trim().toLowerCase() === 'none' ? null : parseByteSize(size);
+      if (quotaBytes === undefined) throw Errors.badInput(`"${size}" is not a size: give bytes (10737418240), a size such as 10GiB, or none.`);
+      const quotas = new QuotaService(database.orm, createLogger('warn'));
+      const user = await quotas.setQuotaByName(username, quotaBytes);
+      const used = await quotas.usedBytes(user.id);
+      const quota = user.quotaBytes === null ? 'no limit' : `${formatByteSize(user.quotaBytes)} (${user.quotaBytes} bytes)`;
+      console.log(`quota of ${user.username}: ${quota}; using ${formatByteSize(used)} (${used} bytes)`);
     }),
   );
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseByteSize } from './byte-size';
 import type { LogFormat } from './logger';
 
 const GiB = 1024 ** 3;
@@ -43,6 +44,14 @@ const envSchema = z
     MAX_CONNECTIONS_PER_ADDRESS: integer(0).optional(),
     MAX_STREAMS_PER_USER: integer(0).default(16),
     MAX_UPLOADS_IN_PROGRESS: integer(0).default(1000),
+    DEFAULT_USER_QUOTA: z.string().transform((value, ctx) => {
+      const bytes = parseByteSize(value);
+      if (bytes === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'must be a size in bytes, such as 10737418240 or 10GiB (KB, MB, GB: powers of 1000; KiB, MiB, GiB: of 1024)' });
+        return z.NEVER;
+      }
+      return bytes;
+    }).optional(),
     CHUNK_FSYNC: booleanFlag.default(true),
     GC_PACE: integer(0, 1024).default(8),
     CLEANUP_INTERVAL: integer(0).default(3600),
@@ -51,6 +60,7 @@ const envSchema = z
     DIRECT_URL_TTL: integer(1, 7 * 86400).default(3600),
     VERIFY_POLL_MS: integer(50, 3_600_000).default(2000),
     VERIFY_MAX_RATE: integer(0).default(0),
+    SUBSCRIPTION_TOKEN_RECHECK: integer(1, 3600).default(60),
     GRAPHQL_INTROSPECTION: booleanFlag.optional(),
     GRAPHQL_PLAYGROUND: booleanFlag.optional(),
     FEDERATION: booleanFlag.default(false),
@@ -117,6 +127,8 @@ export interface Config {
     maxStreamsPerUser: number;
     maxUploadsInProgress: number;
   };
+  /** DEFAULT_USER_QUOTA: the quota in bytes of users created from now on; null: no limit. */
+  defaultUserQuota: number | null;
   /** fsync each chunk before its offset is acknowledged. */
   chunkFsync: boolean;
   /** A young-generation GC every this many bytes of chunk data (0: V8 alone decides). */
@@ -130,6 +142,8 @@ export interface Config {
   verifyPollMs: number;
   /** Bytes a second one verification reads from the store at most (0: as fast as it answers). */
   verifyMaxRate: number;
+  /** Seconds between two checks of an open WebSocket's token (a revoked one closes it). */
+  subscriptionTokenRecheckSeconds: number;
   introspection: boolean;
   /** The Apollo Sandbox landing page at GET /graphql. */
   playground: boolean;
@@ -183,6 +197,7 @@ export class ConfigError extends Error {
 const SERVER_ONLY = new Set([
   'PORT', 'HOST', 'CORS_ORIGINS', 'TRUST_PROXY', 'GRAPHQL_INTROSPECTION', 'GRAPHQL_PLAYGROUND', 'FEDERATION',
   'CLEANUP_INTERVAL', 'VERIFY_POLL_MS', 'VERIFY_MAX_RATE', 'DIRECT_URL_TTL', 'BODY_TIMEOUT', 'GC_PACE', 'JWT_TTL', 'DOWNLOAD_LINK_TTL', 'ADMIN_USERNAME', 'ADMIN_PASSWORD',
+  'SUBSCRIPTION_TOKEN_RECHECK',
 ]);
 
 /** `server`: every setting; `maintenance`: the CLI's commands, which ignore SERVER_ONLY. */
@@ -225,6 +240,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, scope: ConfigSc
       maxStreamsPerUser: e.MAX_STREAMS_PER_USER,
       maxUploadsInProgress: e.MAX_UPLOADS_IN_PROGRESS,
     },
+    defaultUserQuota: e.DEFAULT_USER_QUOTA ?? null,
     chunkFsync: e.CHUNK_FSYNC,
     gcPaceBytes: e.GC_PACE * MiB,
     storage:
@@ -249,6 +265,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, scope: ConfigSc
     directUrlTtlSeconds: e.DIRECT_URL_TTL,
     verifyPollMs: e.VERIFY_POLL_MS,
     verifyMaxRate: e.VERIFY_MAX_RATE,
+    subscriptionTokenRecheckSeconds: e.SUBSCRIPTION_TOKEN_RECHECK,
     introspection: e.GRAPHQL_INTROSPECTION ?? e.NODE_ENV !== 'production',
     playground: e.GRAPHQL_PLAYGROUND ?? e.NODE_ENV !== 'production',
     federation: e.FEDERATION,

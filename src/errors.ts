@@ -23,6 +23,8 @@ export const ERROR_TABLE = {
   UPLOAD_EXPIRED: { graphql: 'UPLOAD_EXPIRED', http: 410 },
   UPLOAD_NOT_ACTIVE: { graphql: 'UPLOAD_NOT_ACTIVE', http: 410 },
   RATE_LIMITED: { graphql: 'RATE_LIMITED', http: 429 },
+  // 413 like a size over MAX_FILE_SIZE: tus clients stop on it rather than retry.
+  QUOTA_EXCEEDED: { graphql: 'QUOTA_EXCEEDED', http: 413 },
   // Beyond API.md: a user with MAX_UPLOADS_IN_PROGRESS uploads open must finish or abort one first.
   TOO_MANY_UPLOADS: { graphql: 'TOO_MANY_UPLOADS', http: 429 },
   // Beyond API.md: a download of a file still VERIFYING, or REJECTED (API.md: "answer 409").
@@ -112,6 +114,13 @@ export const Errors = {
   /** MAX_STREAMS_PER_USER: the user's other chunks are still streaming. */
   tooManyStreams: (limit: number) =>
     new AppError('RATE_LIMITED', `You already have ${limit} chunks streaming to this server: retry when one has finished.`, { retryAfter: 1 }),
+  /** API.md: `extensions.availableBytes`, what the user may still reserve (never negative). */
+  quotaExceeded: (availableBytes: number) =>
+    new AppError(
+      'QUOTA_EXCEEDED',
+      `This upload would pass your storage quota: ${availableBytes} bytes are left. Delete files or abort uploads in progress to free space.`,
+      { availableBytes },
+    ),
   tooManyUploads: (limit: number) =>
     new AppError('TOO_MANY_UPLOADS', `You have ${limit} uploads in progress, the most allowed: complete or abort one first.`, { limit }),
   fileNotReady: (status: string, reason?: string | null) =>

@@ -29,7 +29,7 @@ export class Metrics implements UploadMetrics {
   private readonly chunkDuration: Histogram;
   private readonly httpRequests: Counter<'route' | 'status'>;
 
-  constructor(options: { countUploadsInProgress: () => Promise<number>; log: Logger }) {
+  constructor(options: { countUploadsInProgress: () => Promise<number>; countSubscribers?: () => number; log: Logger }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.bytesReceived = new Counter({
@@ -57,7 +57,15 @@ export class Metrics implements UploadMetrics {
       labelNames: ['route', 'status'],
       registers,
     });
-    const { countUploadsInProgress, log } = options;
+    const { countUploadsInProgress, countSubscribers, log } = options;
+    new Gauge({
+      name: 'graphql_subscriptions',
+      help: 'GraphQL subscriptions (uploadProgress, myUploadsChanged, libraryChanged) open on this instance.',
+      registers,
+      collect() {
+        this.set(countSubscribers?.() ?? 0);
+      },
+    });
     new Gauge({
       name: 'uploads_in_progress',
       help: 'Uploads in state UPLOADING and not expired, counted in the database at each scrape (all instances together).',

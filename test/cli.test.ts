@@ -78,6 +78,27 @@ describe(`command-line tool (${databaseKind})`, () => {
     });
   });
 
+  it('set-quota sets a quota in bytes or with a unit, lifts it with none, and refuses a bad size or an unknown user', async () => {
+    const { env } = xavier;
+    const set = await runCli(['set-quota', 'XAVIER', '10GiB'], env);
+    assert.equal(set.code, 0, show(set));
+    assert.equal(set.stdout, 'quota of Xavier: 10.0 GiB (10737418240 bytes); using 0 B (0 bytes)\n');
+    await withServer(env, async (client) => {
+      const { me } = await (await client.login('xavier', 'longpassword')).data(`{ me { quotaBytes usedBytes } }`);
+      assert.deepEqual(me, { quotaBytes: 10737418240, usedBytes: 0 });
+    });
+    const bad = await runCli(['set-quota', 'xavier', 'lots'], env);
+    assert.equal(bad.code, 1, show(bad));
+    assert.match(bad.stderr, /"lots" is not a size/);
+    const nobody = await runCli(['set-quota', 'nobody', '1'], env);
+    assert.equal(nobody.code, 1, show(nobody));
+    assert.match(nobody.stderr, /User "nobody" not found/);
+    // Leaves Xavier as the other tests expect him: no limit.
+    const lifted = await runCli(['set-quota', 'xavier', 'none'], env);
+    assert.equal(lifted.code, 0, show(lifted));
+    assert.match(lifted.stdout, /^quota of Xavier: no limit;/);
+  });
+
   it('cleanup prints its progress and a JSON report, expiring uploads and deleting orphans', async () => {
     // A server over the CLI's DATA_DIR and database (UPLOAD_TTL=1) makes an upload that is
     // stale by the time the cleanup command runs.

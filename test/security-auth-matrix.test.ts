@@ -147,6 +147,11 @@ describe(`security: the auth matrix, every operation × every kind of caller (${
       call: (c, f) => gql(c, `mutation($u: String!) { createUser(username: $u, password: "password-123456") { id } }`, { u: f.username }),
       verify: async (ok, _, data, f) =>
         assert.equal(await count(`select count(*) as n from users where lower(username) = lower(?)`, [f.username]), ok ? 1 : 0) },
+    { name: "mutation setUserQuota (admin only)", allowed: ['FORBIDDEN', 'OK',         'FORBIDDEN'],
+      prepare: async () => ({ quota: 1_000_000 + Math.floor(Math.random() * 1_000_000) }),
+      call: (c, f) => gql(c, `mutation($id: ID!, $q: SafeInt) { setUserQuota(userId: $id, quotaBytes: $q) { id quotaBytes } }`, { id: ids.user, q: f.quota }),
+      verify: async (ok, _, data, f) =>
+        assert.equal(await count(`select count(*) as n from users where id = ? and quota_bytes = ?`, [ids.user, f.quota]), ok ? 1 : 0, 'the quota changes only when allowed') },
     { name: 'mutation changePassword (own account)', allowed: ['OK',    'OK',         'OK'],
       prepare: async (identity) => {
         if (!(CALLERS as readonly string[]).includes(identity)) return { password: 'old-password-1' };

@@ -18,10 +18,14 @@ import { BaseUploadClient, type ClientOptions, type Md5Hasher, type Platform } f
 
 export * from './errors.js';
 export * from './format.js';
+export * from './live.js';
 export * from './source.js';
 export * from './store.js';
 export * from './upload-client.js';
 export type { TransportOptions, FetchLike } from './transport.js';
+
+/** Where the page serves graphql-ws's client (public/vendor/, copied from the package). */
+export const GRAPHQL_WS_MODULE = '/vendor/graphql-ws/client.js';
 
 interface HashWasmGlobal {
   createMD5(): Promise<Md5Hasher>;
@@ -36,6 +40,12 @@ export const browserPlatform: Platform = {
     return hashwasm.createMD5();
   },
   defaultStore: () => new WebStorageResumeStore(),
+  // graphql-ws's browser build, copied by `npm run build:client` (no bundler: loaded on first use).
+  createWsClient: async (options) => {
+    const url: string = GRAPHQL_WS_MODULE;
+    const { createClient } = (await import(url)) as typeof import('graphql-ws');
+    return createClient(options);
+  },
 };
 
 export class UploadClient extends BaseUploadClient {

@@ -5,6 +5,7 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { mkdir, open, readFile, realpath, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { createClient } from 'graphql-ws';
 import { postMultipart } from './node-http.js';
 import type { ChunkSource } from './source.js';
 import { MemoryResumeStore, type ResumeRecord, type ResumeStore } from './store.js';
@@ -12,6 +13,7 @@ import { BaseUploadClient, type ClientOptions, type Md5Hasher, type Platform } f
 
 export * from './errors.js';
 export * from './format.js';
+export * from './live.js';
 export * from './source.js';
 export * from './store.js';
 export * from './upload-client.js';
@@ -53,6 +55,8 @@ export const nodePlatform: Platform = {
   defaultStore: () => processStore,
   openPath: fileSource,
   postMultipart,
+  // Node's own WebSocket (global since Node 22).
+  createWsClient: (options) => createClient(options),
 };
 
 export class UploadClient extends BaseUploadClient {

@@ -17,6 +17,7 @@ import {
   MissingPartsDocument,
   SignUploadPartsDocument,
   MyUploadsDocument,
+  MyUsageDocument,
   ServerLimitsDocument,
   StartUploadDocument,
   UploadChunkDocument,
@@ -36,6 +37,7 @@ import {
   type UploadStatus,
   type UserInfoFragment,
 } from './generated/graphql.js';
+import { LiveUpdates, type CreateWsClient } from './live.js';
 import { blobSource, isChunkSource, type ChunkSource } from './source.js';
 import { MemoryResumeStore, type ResumeStore } from './store.js';
 import { GraphQLTransport, type MultipartPoster, type TransportOptions } from './transport.js';
@@ -67,6 +69,8 @@ export interface Platform {
   openPath?(path: string): Promise<ChunkSource>;
   /** Node only: sends a chunk so that its bytes can be followed as they go (fetch cannot tell). */
   postMultipart?: MultipartPoster;
+  /** graphql-ws's createClient, for subscriptions. */
+  createWsClient: CreateWsClient;
 }
 
 export interface RetryOptions {
@@ -204,6 +208,8 @@ export class BaseUploadClient {
   private readonly active = new Set<string>();
   /** Whether the server takes direct uploads, asked once. */
   private directOffered?: Promise<boolean>;
+  /** Typed subscriptions (uploadProgress, libraryChanged) over one WebSocket, with this client's token. */
+  readonly live: LiveUpdates;
 
   constructor(
     options: ClientOptions,
@@ -212,6 +218,7 @@ export class BaseUploadClient {
     this.transport = new GraphQLTransport(options, platform.postMultipart);
     this.store = options.store ?? platform.defaultStore();
     this.retry = { retries: 8, minDelayMs: 500, maxDelayMs: 20_000, ...options.retry };
+    this.live = new LiveUpdates(this.transport, platform.createWsClient);
   }
 
   get token(): string | undefined {
@@ -273,6 +280,12 @@ export class BaseUploadClient {
 
   async me(): Promise<UserInfo | null> {
     return (await this.request(MeDocument, {})).me ?? null;
+  }
+
+  /** What you store (files and uploads in progress) and your quota (null: no limit). */
+  async usage(): Promise<{ quotaBytes: number | null; usedBytes: number } | null> {
+    const me = (await this.request(MyUsageDocument, {})).me;
+    return me ? { quotaBytes: me.quotaBytes ?? null, usedBytes: me.usedBytes } : null;
   }
 
   /** The library, newest first; `uploadedBefore` for the "older than N days" view. */

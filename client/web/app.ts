@@ -1,7 +1,9 @@
 /**
  * The browser page (public/index.html): log in, upload with pause/resume (also across a
- * reload), list, download and delete files; one's access tokens; for admins, the users. Plain DOM code on top of the SDK; every text from
- * the server goes through textContent, never innerHTML.
+ * reload), list, download and delete files; one's access tokens; for admins, the users. The library,
+ * your usage and your uploads on other tabs and devices follow the server live (GraphQL
+ * subscriptions over WebSocket). Plain DOM code on top of the SDK; every text from the server goes
+ * through textContent, never innerHTML.
  */
 import {
   UploadClient,
@@ -14,6 +16,7 @@ import {
   type MyUpload,
   type TokenScope,
   type UploadProgress,
+  type UploadState,
   type UserInfo,
 } from '../src/browser.js';
 
@@ -290,9 +293,76 @@ function showApp(): void {
   void loadTokens();
   el('users-panel').hidden = !me!.isAdmin;
   if (me!.isAdmin) void loadUsers(true);
+  void refreshUsage();
+  goLive();
+}
+
+// ---------------------------------------------------------------- live
+
+let stopLive: (() => void)[] = [];
+let liveReload: ReturnType<typeof setTimeout> | undefined;
+
+/**
+ * Subscriptions for as long as someone is logged in: a change to the library (anyone's, from any
+ * instance) reloads the first page of the list and the usage, a little later so that a burst of
+ * changes costs one reload; an upload of yours running elsewhere moves in "Your other uploads".
+ */
+function goLive(): void {
+  endLive();
+  stopLive = [
+    client.live.libraryChanged({
+      next: () => {
+        clearTimeout(liveReload);
+        liveReload = setTimeout(() => {
+          void loadFiles(true);
+          void refreshUsage();
+        }, 200);
+      },
+      error: (err) => console.warn('library updates stopped', err),
+    }),
+    client.live.myUploadsChanged({
+      next: (upload) => showOtherUpload(upload),
+      error: (err) => console.warn('upload updates stopped', err),
+    }),
+  ];
+}
+
+function endLive(): void {
+  for (const stop of stopLive) stop();
+  stopLive = [];
+  clearTimeout(liveReload);
+}
+
+/** An upload of yours that this page is not sending: moved in place, or the list read again when it starts or ends. */
+function showOtherUpload(upload: MyUpload | UploadState): void {
+  if (rows.some((row) => row.uploadId === upload.id)) return;
+  const known = interrupted.find((u) => u.id === upload.id);
+  if (!known || upload.status !== 'UPLOADING') {
+    void refreshInterrupted();
+    void refreshUsage();
+    return;
+  }
+  Object.assign(known, { offset: upload.offset, totalSize: upload.totalSize, expiresAt: upload.expiresAt });
+  const node = el('interrupted-list').querySelector<HTMLElement>(`[data-upload-id="${CSS.escape(upload.id)}"]`);
+  node?.replaceWith(otherUploadNode(known));
+}
+
+async function refreshUsage(): Promise<void> {
+  if (!me) return;
+  try {
+    const usage = await client.usage();
+    if (!usage) return;
+    const shown = el('usage');
+    shown.textContent =
+      usage.quotaBytes === null ? `${formatBytes(usage.usedBytes)} used` : `${formatBytes(usage.usedBytes)} of ${formatBytes(usage.quotaBytes)} used`;
+    shown.classList.toggle('full', usage.quotaBytes !== null && usage.usedBytes >= usage.quotaBytes);
+  } catch (err) {
+    if (!handleAuthError(err)) console.warn('could not read the usage', err);
+  }
 }
 
 function logout(message = ''): void {
+  endLive();
   for (const row of rows) row.controller?.abort(new DOMException('Logged out', 'AbortError'));
   forgetToken();
   me = null;
@@ -500,6 +570,7 @@ async function run(row: UploadRow): Promise<void> {
     setState(row, 'done', `Uploaded as ${result.file.name} · md5 ${result.md5}`);
     row.node.dataset.fileId = result.file.id;
     void loadFiles(true);
+    void refreshUsage();
   } catch (err) {
     if (isAbortError(err) || controller.signal.aborted) {
       if (rows.includes(row)) setState(row, 'paused', `Paused at ${formatBytes(Number(row.progress.value))}. Resume continues from there.`);
@@ -563,6 +634,36 @@ function showProgress(row: UploadRow, p: UploadProgress): void {
   if (interrupted.some((u) => u.id === p.uploadId)) void refreshInterrupted();
 }
 
+/** One entry of "Your other uploads": where it stands, and Discard. */
+function otherUploadNode(upload: MyUpload): HTMLElement {
+  const discard = rowButton('danger', 'Discard', upload.filename);
+  discard.addEventListener('click', async () => {
+    discard.disabled = true;
+    try {
+      await client.abortUpload(upload.id);
+    } catch (err) {
+      toast(describeError(err));
+    }
+    void refreshInterrupted();
+  });
+  const percent = upload.totalSize === 0 ? 0 : Math.floor((upload.offset / upload.totalSize) * 100);
+  const progress = make('progress', { max: Math.max(upload.totalSize, 1), value: upload.offset });
+  progress.setAttribute('aria-label', `Upload of ${upload.filename}`);
+  const node = make(
+    'li',
+    { className: 'upload' },
+    make('span', { className: 'name', textContent: upload.filename, title: upload.filename }),
+    make('span', { className: 'actions' }, discard),
+    progress,
+    make('span', {
+      className: 'status',
+      textContent: `${formatBytes(upload.offset)} of ${formatBytes(upload.totalSize)} · ${percent}% · kept until ${new Date(upload.expiresAt).toLocaleString()}`,
+    }),
+  );
+  node.dataset.uploadId = upload.id;
+  return node;
+}
+
 async function refreshInterrupted(): Promise<void> {
   if (!me) return;
   try {
@@ -573,37 +674,7 @@ async function refreshInterrupted(): Promise<void> {
     if (!handleAuthError(err)) toast(describeError(err));
     return;
   }
-  const list = el('interrupted-list');
-  list.replaceChildren(
-    ...interrupted.map((upload) => {
-      const discard = rowButton('danger', 'Discard', upload.filename);
-      discard.addEventListener('click', async () => {
-        discard.disabled = true;
-        try {
-          await client.abortUpload(upload.id);
-        } catch (err) {
-          toast(describeError(err));
-        }
-        void refreshInterrupted();
-      });
-      const percent = upload.totalSize === 0 ? 0 : Math.floor((upload.offset / upload.totalSize) * 100);
-      const progress = make('progress', { max: Math.max(upload.totalSize, 1), value: upload.offset });
-      progress.setAttribute('aria-label', `Upload of ${upload.filename}`);
-      const node = make(
-        'li',
-        { className: 'upload' },
-        make('span', { className: 'name', textContent: upload.filename, title: upload.filename }),
-        make('span', { className: 'actions' }, discard),
-        progress,
-        make('span', {
-          className: 'status',
-          textContent: `${formatBytes(upload.offset)} of ${formatBytes(upload.totalSize)} · ${percent}% · kept until ${new Date(upload.expiresAt).toLocaleString()}`,
-        }),
-      );
-      node.dataset.uploadId = upload.id;
-      return node;
-    }),
-  );
+  el('interrupted-list').replaceChildren(...interrupted.map(otherUploadNode));
   el('interrupted').hidden = interrupted.length === 0;
 }
 

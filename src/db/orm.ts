@@ -98,6 +98,8 @@ export interface Database {
   orm: MikroORM;
   /** Migrations this start applied (empty when the schema was current). */
   applied: string[];
+  /** The embedded database itself (unset on PostgreSQL): its LISTEN/NOTIFY is in-process. */
+  embedded?: PGlite;
   close(): Promise<void>;
 }
 
@@ -139,6 +141,7 @@ export async function openDatabase(target: DatabaseTarget, open: OpenOptions = {
     return {
       orm: opened,
       applied,
+      embedded,
       async close() {
         try {
           await opened.close(true);

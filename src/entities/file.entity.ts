@@ -15,6 +15,8 @@ export enum FileStatus {
 @Index({ name: 'files_name_lower_unique', expression: 'create unique index "files_name_lower_unique" on "files" (lower("name")) where "status" <> \'REJECTED\'' })
 // Newest first with a stable tie-break: the listing's sort and its cursor.
 @Index({ name: 'files_uploaded_at_id_index', properties: ['uploadedAt', 'id'] })
+// What a user's quota counts: the sizes of the files they authored.
+@Index({ name: 'files_author_id_index', properties: ['author'] })
 export class File {
   [OptionalProps]?: 'description' | 'uploadedAt' | 'status';
 

@@ -1,10 +1,10 @@
-import { Entity, OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
+import { BigIntType, Entity, OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
 import { randomUUID } from 'node:crypto';
 import { usernameKey } from '../services/usernames';
 
 @Entity({ tableName: 'users' })
 export class User {
-  [OptionalProps]?: 'id' | 'usernameKey' | 'isAdmin' | 'disabled' | 'tokenVersion' | 'createdAt';
+  [OptionalProps]?: 'id' | 'usernameKey' | 'isAdmin' | 'disabled' | 'tokenVersion' | 'createdAt' | 'quotaBytes';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -35,4 +35,8 @@ export class User {
 
   @Property({ type: 'datetime' })
   createdAt: Date = new Date();
+
+  /** The most the user may store, files and uploads in progress together; null: no limit. */
+  @Property({ type: new BigIntType('number'), nullable: true })
+  quotaBytes: number | null = null;
 }

@@ -3,6 +3,7 @@ import { GraphQLError } from 'graphql';
 import type { User } from '../entities';
 import { toDomainError } from '../error-edge';
 import { AppError, Errors } from '../errors';
+import type { EventHub } from '../events/event-hub';
 import type { Services } from '../services';
 import type { Credential, Principal } from '../services/credentials';
 
@@ -20,6 +21,10 @@ export interface RequestContext {
    * multipart body's closing boundary can trail the file's). Else the answer closes the connection.
    */
   bodyComplete(ms: number): Promise<boolean>;
+  /** Subscriptions (WebSocket only): this process's registry of subscribers. */
+  events?: EventHub;
+  /** Subscriptions: closes the WebSocket (a subscriber too slow for its events). */
+  closeConnection?(code: number, reason: string): void;
 }
 
 /** The authenticated user, or UNAUTHENTICATED explaining what was wrong with the token. */

@@ -14,6 +14,7 @@ import { AuthService } from './auth.service';
 import { CleanupService } from './cleanup.service';
 import { FileService } from './file.service';
 import { LoginThrottleService } from './login-throttle.service';
+import { QuotaService } from './quota.service';
 import { UserAdmin } from './user-admin.service';
 import { UserService } from './user.service';
 
@@ -22,6 +23,7 @@ export interface Services {
   auth: AuthService;
   cleanup: CleanupService;
   files: FileService;
+  quotas: QuotaService;
   uploads: UploadService;
   directUploads: DirectUploadService;
   /** Checks directly uploaded files; started by the server (app.ts), not by CLI commands. */
@@ -43,18 +45,20 @@ export function createServices(
   const auth = new AuthService(orm, throttle, config, log);
   const files = new FileService(orm, store, log);
   const leases = new LeaseRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds);
+  const quotas = new QuotaService(orm, log);
   const verifier = new FileVerifier(orm, store, { leaseSeconds: config.uploadLockTtlSeconds, pollMs: config.verifyPollMs, maxRate: config.verifyMaxRate }, log);
   const directUploads = new DirectUploadService(orm, leases, store, files, verifier, config, log);
-  const uploads = new UploadService(orm, leases, store, md5, files, config, log, metrics, directUploads, GcPacer.create(config.gcPaceBytes, log));
+  const uploads = new UploadService(orm, leases, store, md5, files, quotas, config, log, metrics, directUploads, GcPacer.create(config.gcPaceBytes, log));
   const cleanup = new CleanupService(orm, leases, store, throttle, log);
   return {
     config,
     auth,
     files,
+    quotas,
     uploads,
     directUploads,
     verifier,
-    users: new UserService(orm, throttle),
+    users: new UserService(orm, throttle, config.defaultUserQuota),
     userAdmin: new UserAdmin(orm, uploads),
     accessTokens: new AccessTokenService(orm),
     cleanup,

@@ -17,6 +17,8 @@ export class UserService {
   constructor(
     private readonly orm: MikroORM,
     private readonly throttle: LoginThrottleService,
+    /** DEFAULT_USER_QUOTA: the quota every user created here starts with (null: no limit). */
+    private readonly defaultQuota: number | null = null,
   ) {}
 
   /** Everyone, oldest first (the first admin at the top). */
@@ -65,7 +67,7 @@ export class UserService {
     }
     checkPasswordStrength(input.password, 'password');
     const em = this.orm.em.fork();
-    const user = em.create(User, { username, passwordHash: await hashPassword(input.password), isAdmin: input.isAdmin ?? false });
+    const user = em.create(User, { username, passwordHash: await hashPassword(input.password), isAdmin: input.isAdmin ?? false, quotaBytes: this.defaultQuota });
     try {
       await em.flush();
     } catch (err) {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/core';
+import { UPLOAD_EVENT_SQL } from '../events/channels';
 import type { StoreState } from '../storage/file-store';
 import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
 
@@ -125,8 +126,10 @@ export class LeaseRepository {
    * earlier commit), whose bytes are all still there, and the client resends from
    * `upload(id).offset`. A commit whose storage state changed must flush: once it is committed,
    * what only the previous state needed is deleted (S3 tail segments).
+   *
+   * `notify` tells subscribers of the new offset in the same statement (the caller throttles it).
    */
-  async commitChunk(lease: Lease, chunk: ChunkCommit, { keepLease = false, flushWal = true } = {}): Promise<ChunkedUpload | undefined> {
+  async commitChunk(lease: Lease, chunk: ChunkCommit, { keepLease = false, flushWal = true, notify = false } = {}): Promise<ChunkedUpload | undefined> {
     const leaseAfter = keepLease
       ? 'lease_expires_at = now() + make_interval(secs => ?)'
       : 'lease_token = null, lease_expires_at = null';
@@ -136,7 +139,7 @@ export class LeaseRepository {
               updated_at = now(), expires_at = now() + make_interval(secs => ?)
          ${flushWal ? '' : "from (select set_config('synchronous_commit', 'off', true)) no_flush"}
         where id = ? and lease_token = ? and "offset" = ?
-        returning chunked_uploads.*`,
+        returning chunked_uploads.*, case when ?::boolean then ${UPLOAD_EVENT_SQL} end as notified`,
       [
         chunk.bytesWritten,
         Buffer.from(chunk.md5State),
@@ -146,21 +149,24 @@ export class LeaseRepository {
         lease.uploadId,
         lease.token,
         chunk.offset,
+        notify,
       ],
     );
     return rows[0] ? this.orm.em.fork().map(ChunkedUpload, rows[0]) : undefined;
   }
 
   /**
-   * The holder declares the size of an upload that deferred it (tus): never below what is
-   * stored, never above the size it was allowed. Undefined if the lease was lost or the size does not fit.
+   * The holder declares the size of an upload that deferred it (tus), in the caller's transaction
+   * (which checked the quota): never below what is stored. Undefined if the lease was lost or the size does not fit.
    */
-  async declareLength(lease: Lease, totalSize: number): Promise<ChunkedUpload | undefined> {
-    const rows = await this.orm.em.getConnection().execute<Record<string, unknown>[]>(
+  async declareLength(lease: Lease, totalSize: number, em: EntityManager): Promise<ChunkedUpload | undefined> {
+    const rows = await em.getConnection().execute<Record<string, unknown>[]>(
       `update chunked_uploads set total_size = ?, length_deferred = false
-        where id = ? and lease_token = ? and length_deferred and "offset" <= ? and total_size >= ?
-        returning *`,
-      [totalSize, lease.uploadId, lease.token, totalSize, totalSize],
+        where id = ? and lease_token = ? and length_deferred and "offset" <= ?
+        returning *, ${UPLOAD_EVENT_SQL} as notified`,
+      [totalSize, lease.uploadId, lease.token, totalSize],
+      'all',
+      em.getTransactionContext(),
     );
     return rows[0] ? this.orm.em.fork().map(ChunkedUpload, rows[0]) : undefined;
   }
@@ -182,7 +188,7 @@ export class LeaseRepository {
   async complete(em: EntityManager, lease: Lease): Promise<boolean> {
     const done = await em.getConnection().execute<unknown[]>(
       `update chunked_uploads set status = 'COMPLETE', lease_token = null, lease_expires_at = null, updated_at = now()
-        where id = ? and lease_token = ? and status = 'UPLOADING' returning id`,
+        where id = ? and lease_token = ? and status = 'UPLOADING' returning id, ${UPLOAD_EVENT_SQL} as notified`,
       [lease.uploadId, lease.token],
       'all',
       em.getTransactionContext(),
@@ -194,7 +200,7 @@ export class LeaseRepository {
   async abort(lease: Lease): Promise<boolean> {
     const done = await this.orm.em.getConnection().execute<unknown[]>(
       `update chunked_uploads set status = 'ABORTED', lease_token = null, lease_expires_at = null, updated_at = now()
-        where id = ? and lease_token = ? returning id`,
+        where id = ? and lease_token = ? returning id, ${UPLOAD_EVENT_SQL} as notified`,
       [lease.uploadId, lease.token],
     );
     return done.length === 1;
@@ -215,6 +221,14 @@ export class LeaseRepository {
     return rows.map((row: Record<string, unknown>) => em.map(ChunkedUpload, row));
   }
 
+  /**
+   * Tells subscribers where an upload stands now: the trailing notification after commits whose
+   * own notification the throttle held back.
+   */
+  async notifyProgress(uploadId: string): Promise<void> {
+    await this.orm.em.getConnection().execute(`select ${UPLOAD_EVENT_SQL} from chunked_uploads where id = ? and status = 'UPLOADING'`, [uploadId]);
+  }
+
   /** Whether a live writer holds the upload's lease right now. */
   async isHeld(uploadId: string): Promise<boolean> {
     const rows = await this.orm.em
@@ -228,7 +242,7 @@ export class LeaseRepository {
     const rows = await this.orm.em.getConnection().execute<Record<string, unknown>[]>(
       `update chunked_uploads set status = ?, updated_at = now()
         where status = ? and expires_at <= now() and (lease_token is null or lease_expires_at <= now())
-        returning *`,
+        returning *, ${UPLOAD_EVENT_SQL} as notified`,
       [UploadStatus.EXPIRED, UploadStatus.UPLOADING],
     );
     const em = this.orm.em.fork();

@@ -8,10 +8,13 @@ import type { Config } from '../config';
 import { File, type User } from '../entities';
 import { toDomainError } from '../error-edge';
 import { AppError, Errors } from '../errors';
+import { PROGRESS_INTERVAL_MS } from '../events/event-hub';
+import { ProgressThrottle } from '../events/progress-throttle';
 import type { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
 import type { UploadMetrics } from '../metrics';
 import type { FileService } from '../services/file.service';
+import type { QuotaService } from '../services/quota.service';
 import { cleanDescription, cleanFilename, cleanMimeType, isUuid, parseMd5, requireByteCount } from '../services/validation';
 import { StorageUnavailableError, type ChunkWritten, type FileStore, type StoredUpload, type StoreState } from '../storage/file-store';
 import { BodySegments, BodyWatch, ChunkInspector, LeaseClock } from './chunk-pipeline';
@@ -91,6 +94,8 @@ export class UploadService {
   private readonly liveStreams = new Map<string, { stop(): void; done: Promise<void> }>();
   /** Bodies each user is streaming into this process right now (MAX_STREAMS_PER_USER). */
   private readonly streamsByUser = new Map<string, number>();
+  /** uploadProgress's notifications, throttled where they are sent. */
+  private readonly progress: ProgressThrottle;
 
   constructor(
     private readonly orm: MikroORM,
@@ -98,12 +103,22 @@ export class UploadService {
     private readonly store: FileStore,
     private readonly md5: Md5Pool,
     private readonly files: FileService,
+    private readonly quotas: QuotaService,
     private readonly config: Config,
     private readonly log: Logger,
     private readonly metrics: UploadMetrics,
     private readonly directUploads: DirectUploadService,
     private readonly gcPacer?: GcPacer,
-  ) {}
+  ) {
+    this.progress = new ProgressThrottle(PROGRESS_INTERVAL_MS, (err, uploadId) =>
+      this.log.warn({ err, uploadId }, 'could not notify the progress of an upload; the next chunk will'),
+    );
+  }
+
+  /** Stops the trailing progress notifications still waiting (the server is stopping). */
+  close(): void {
+    this.progress.close();
+  }
 
   async start(owner: User, input: StartUploadInput): Promise<ChunkedUpload> {
     const filename = cleanFilename(input.filename);
@@ -123,41 +138,52 @@ export class UploadService {
     if (maxUploadsInProgress > 0 && (await em.count(ChunkedUpload, { owner: owner.id, status: UploadStatus.UPLOADING })) >= maxUploadsInProgress) {
       throw Errors.tooManyUploads(maxUploadsInProgress);
     }
-    const now = new Date();
-    const upload = em.create(ChunkedUpload, {
-      owner,
-      filename,
-      totalSize,
-      description: cleanDescription(input.description ?? ''),
-      mimeType: mimeType || mime.lookup(filename) || null,
-      lengthDeferred: input.deferLength ?? false,
-      expectedMd5,
-      partSize,
-      direct,
-      clientMetadata: input.clientMetadata ?? null,
-      md5State: Buffer.from((await createMD5()).init().save()),
-      createdAt: now,
-      updatedAt: now,
-      expiresAt: new Date(now.getTime() + this.config.uploadTtlSeconds * 1000),
-    });
-    // Row first: the orphan sweep deletes partial bytes that have no upload row.
-    await em.flush();
-    try {
-      const state = direct ? await this.store.direct!.createDirectUpload(upload.id, partSize!) : await this.store.createUpload(upload.id, totalSize);
-      if (state) {
-        upload.storageState = state;
-        await em.flush();
+    const md5State = Buffer.from((await createMD5()).init().save());
+    // The reservation and the row in one transaction, under the user's row lock (quota.service.ts).
+    const upload = await em.transactional(async (tx) => {
+      const quota = await this.quotas.lock(tx, owner.id);
+      // A deferred length (tus) reserves what the user has left, up to MAX_FILE_SIZE, until the
+      // length is declared; that is also the most it may hold meanwhile.
+      const reserved = input.deferLength ? Math.min(totalSize, quota.availableBytes) : totalSize;
+      if (reserved > quota.availableBytes || (input.deferLength && reserved === 0 && quota.quotaBytes !== null)) {
+        throw Errors.quotaExceeded(quota.availableBytes);
       }
+      const now = new Date();
+      // Inserted as the transaction commits, before any bytes exist: the orphan sweep deletes
+      // partial bytes that have no upload row.
+      return tx.create(ChunkedUpload, {
+        owner: owner.id,
+        filename,
+        totalSize: reserved,
+        description: cleanDescription(input.description ?? ''),
+        mimeType: mimeType || mime.lookup(filename) || null,
+        lengthDeferred: input.deferLength ?? false,
+        expectedMd5,
+        partSize,
+        direct,
+        clientMetadata: input.clientMetadata ?? null,
+        md5State,
+        createdAt: now,
+        updatedAt: now,
+        expiresAt: new Date(now.getTime() + this.config.uploadTtlSeconds * 1000),
+      });
+    });
+    try {
+      const state = direct ? await this.store.direct!.createDirectUpload(upload.id, partSize!) : await this.store.createUpload(upload.id, upload.totalSize);
+      if (state) await em.nativeUpdate(ChunkedUpload, { id: upload.id }, { storageState: state });
+      upload.storageState = state ?? upload.storageState;
     } catch (err) {
-      await em.remove(upload).flush();
+      await em.nativeDelete(ChunkedUpload, { id: upload.id });
       throw asStorageRefusal(err, 0);
     }
-    this.log.info({ uploadId: upload.id, ownerId: owner.id, filename, totalSize, direct }, 'upload started');
+    // The owner's other devices learn of it (myUploadsChanged); chunks tell the rest.
+    await this.leases.notifyProgress(upload.id).catch((err: unknown) => this.log.warn({ err, uploadId: upload.id }, 'could not notify a new upload'));
+    this.log.info({ uploadId: upload.id, ownerId: owner.id, filename, totalSize: upload.totalSize, direct }, 'upload started');
     return upload;
   }
 
   /** The chunk size to suggest to clients: what suits the store, within MAX_CHUNK_SIZE. */
-  preferredChunkSize(upload: ChunkedUpload): number {
+  preferredChunkSize(upload: Pick<ChunkedUpload, 'totalSize'>): number {
     return Math.min(this.config.maxChunkSize, this.store.preferredChunkSize(upload.totalSize));
   }
 
@@ -381,28 +407,42 @@ export class UploadService {
 
   /** Counts what was written: offset, md5 and storage state in one conditional statement. */
   private async commit(lease: Lease, stored: StoredUpload, { written, md5State }: { written: ChunkWritten; md5State: Uint8Array }, { keepLease }: { keepLease: boolean }): Promise<ChunkedUpload> {
+    // The notification rides in the commit's own statement when it is due (no round trip of its own).
+    const notify = this.progress.due(stored.id, stored.offset + written.bytesWritten === stored.totalSize);
     const committed = await this.leases.commitChunk(
       lease,
       { offset: stored.offset, bytesWritten: written.bytesWritten, md5State, storageState: written.state },
-      { keepLease, flushWal: written.state !== stored.state },
+      { keepLease, flushWal: written.state !== stored.state, notify },
     );
     if (!committed) {
       this.log.error({ uploadId: stored.id, offset: stored.offset }, 'a chunk writer lost its lease while writing; its bytes were not counted');
       throw Errors.uploadLocked();
     }
     this.metrics.bytesCommitted(written.bytesWritten);
+    if (!notify) this.progress.later(stored.id, () => this.leases.notifyProgress(stored.id));
     this.forgetSuperseded(stored, written.state);
     return committed;
   }
 
+  /**
+   * The declared length replaces what a deferred upload reserved (all the user had left, up to
+   * MAX_FILE_SIZE): usually less, given back at once; more only if the quota has room for it.
+   */
   private async declareLength(lease: Lease, upload: ChunkedUpload, totalSize: number): Promise<ChunkedUpload> {
     if (!upload.lengthDeferred) {
       if (totalSize === upload.totalSize) return upload;
       throw Errors.badInput(`The upload's length is already ${upload.totalSize} bytes and cannot change.`);
     }
     if (totalSize < upload.offset) throw Errors.badInput(`Upload-Length ${totalSize} is below the ${upload.offset} bytes already stored.`);
-    if (totalSize > upload.totalSize) throw Errors.payloadTooLarge(`Upload-Length ${totalSize} passes the largest allowed file (${upload.totalSize} bytes).`);
-    const declared = await this.leases.declareLength(lease, totalSize);
+    if (totalSize > this.config.maxFileSize) throw Errors.payloadTooLarge(`Upload-Length ${totalSize} passes the largest allowed file (${this.config.maxFileSize} bytes).`);
+    const declared = await this.orm.em.fork().transactional(async (tx) => {
+      if (totalSize > upload.totalSize) {
+        const quota = await this.quotas.lock(tx, upload.owner.id);
+        const available = quota.availableBytes + upload.totalSize;
+        if (totalSize > available) throw Errors.quotaExceeded(available);
+      }
+      return this.leases.declareLength(lease, totalSize, tx);
+    });
     if (!declared) throw Errors.uploadLocked();
     return declared;
   }

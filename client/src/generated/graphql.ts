@@ -9,6 +9,18 @@ export type FileStatus =
   | 'REJECTED'
   | 'VERIFYING';
 
+export type LibraryEventKind =
+  /** A file entered the library (an upload completed). */
+  | 'ADDED'
+  /** A file was deleted; `file` is what it was. */
+  | 'DELETED'
+  /** A file finished its verification and can be downloaded. */
+  | 'READY'
+  /** A file failed its verification; its bytes are gone. */
+  | 'REJECTED'
+  /** A file changed (its description, say). */
+  | 'UPDATED';
+
 export type StartUploadInput = {
   description?: string | null | undefined;
   /** Ask for a direct upload to object storage (partSize of at least 5 MiB); ChunkedUpload.direct says whether it was granted. */
@@ -195,12 +207,34 @@ export type CreateAccessTokenMutationVariables = Exact<{
 
 export type CreateAccessTokenMutation = { createAccessToken: { token: string, accessToken: { id: string, name: string, scopes: Array<TokenScope>, createdAt: string, lastUsedAt: string | null, expiresAt: string | null } } };
 
+export type MyUsageQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type MyUsageQuery = { me: { id: string, quotaBytes: number | null, usedBytes: number } | null };
+
+export type UploadProgressSubscriptionVariables = Exact<{
+  uploadId: string | number;
+}>;
+
+
+export type UploadProgressSubscription = { uploadProgress: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string, direct: boolean, partSize: number | null, partCount: number | null } };
+
+export type LibraryChangedSubscriptionVariables = Exact<{ [key: string]: never; }>;
+
+
+export type LibraryChangedSubscription = { libraryChanged: { kind: LibraryEventKind, file: { id: string, name: string, description: string, size: number, md5: string, mimeType: string | null, uploadedAt: string, downloadUrl: string, status: FileStatus, statusReason: string | null, author: { id: string, username: string } | null } } };
+
 export type RevokeAccessTokenMutationVariables = Exact<{
   id: string | number;
 }>;
 
 
 export type RevokeAccessTokenMutation = { revokeAccessToken: boolean };
+
+export type MyUploadsChangedSubscriptionVariables = Exact<{ [key: string]: never; }>;
+
+
+export type MyUploadsChangedSubscription = { myUploadsChanged: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string, direct: boolean, partSize: number | null, partCount: number | null } };
 
 export class TypedDocumentString<TResult, TVariables>
   extends String
@@ -596,8 +630,78 @@ export const CreateAccessTokenDocument = new TypedDocumentString(`
   lastUsedAt
   expiresAt
 }`) as unknown as TypedDocumentString<CreateAccessTokenMutation, CreateAccessTokenMutationVariables>;
+export const MyUsageDocument = new TypedDocumentString(`
+    query MyUsage {
+  me {
+    id
+    quotaBytes
+    usedBytes
+  }
+}
+    `) as unknown as TypedDocumentString<MyUsageQuery, MyUsageQueryVariables>;
+export const UploadProgressDocument = new TypedDocumentString(`
+    subscription UploadProgress($uploadId: ID!) {
+  uploadProgress(uploadId: $uploadId) {
+    ...UploadState
+  }
+}
+    fragment UploadState on ChunkedUpload {
+  id
+  filename
+  totalSize
+  offset
+  status
+  maxChunkSize
+  expiresAt
+  direct
+  partSize
+  partCount
+}`) as unknown as TypedDocumentString<UploadProgressSubscription, UploadProgressSubscriptionVariables>;
+export const LibraryChangedDocument = new TypedDocumentString(`
+    subscription LibraryChanged {
+  libraryChanged {
+    kind
+    file {
+      ...FileInfo
+    }
+  }
+}
+    fragment FileInfo on File {
+  id
+  name
+  description
+  size
+  md5
+  mimeType
+  uploadedAt
+  downloadUrl
+  status
+  statusReason
+  author {
+    id
+    username
+  }
+}`) as unknown as TypedDocumentString<LibraryChangedSubscription, LibraryChangedSubscriptionVariables>;
 export const RevokeAccessTokenDocument = new TypedDocumentString(`
     mutation RevokeAccessToken($id: ID!) {
   revokeAccessToken(id: $id)
 }
     `) as unknown as TypedDocumentString<RevokeAccessTokenMutation, RevokeAccessTokenMutationVariables>;
+export const MyUploadsChangedDocument = new TypedDocumentString(`
+    subscription MyUploadsChanged {
+  myUploadsChanged {
+    ...UploadState
+  }
+}
+    fragment UploadState on ChunkedUpload {
+  id
+  filename
+  totalSize
+  offset
+  status
+  maxChunkSize
+  expiresAt
+  direct
+  partSize
+  partCount
+}`) as unknown as TypedDocumentString<MyUploadsChangedSubscription, MyUploadsChangedSubscriptionVariables>;

@@ -7,6 +7,7 @@ import { Migration20261202200000 } from './Migration20261202200000_files_name_tr
 import { Migration20261202210000 } from './Migration20261202210000_username_key';
 import { Migration20261202220000 } from './Migration20261202220000_login_throttle_pairs';
 import { Migration20261203100000 } from './Migration20261203100000_accounts';
+import { Migration20261203110000 } from './Migration20261203110000_quotas';
 import { Migration20261203120000 } from './Migration20261203120000_direct_uploads';
 
 /** Listed explicitly so the compiled server needs no file globbing to find them. */
@@ -20,5 +21,6 @@ export const migrations = [
   { name: 'Migration20261202210000_username_key', class: Migration20261202210000 },
   { name: 'Migration20261202220000_login_throttle_pairs', class: Migration20261202220000 },
   { name: 'Migration20261203100000_accounts', class: Migration20261203100000 },
+  { name: 'Migration20261203110000_quotas', class: Migration20261203110000 },
   { name: 'Migration20261203120000_direct_uploads', class: Migration20261203120000 },
 ];

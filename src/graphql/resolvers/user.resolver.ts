@@ -1,10 +1,12 @@
-import { Arg, Authorized, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
+import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Errors } from '../../errors';
 import { ADMIN } from '../auth-checker';
 import { requireUser, type RequestContext } from '../context';
+import { SafeInt } from '../scalars';
 import { UserConnection } from '../types/user-connection.type';
 import { UserType } from '../types/user.type';
 
-@Resolver()
+@Resolver(() => UserType)
 export class UserResolver {
   /** Federation: another subgraph's reference to a User, resolved by id. */
   static async resolveReference(reference: { id: string }, ctx: RequestContext): Promise<UserType | null> {
@@ -68,5 +70,24 @@ export class UserResolver {
   ): Promise<boolean> {
     await ctx.services.users.changePassword(requireUser(ctx), oldPassword, newPassword, ctx.clientAddress);
     return true;
+  }
+
+  @Authorized(ADMIN)
+  @Mutation(() => UserType, { description: 'Admins only. null lifts the limit; a quota below what the user uses already refuses their new uploads only.' })
+  async setUserQuota(
+    @Arg('userId', () => ID) userId: string,
+    @Arg('quotaBytes', () => SafeInt, { nullable: true }) quotaBytes: number | null,
+    @Ctx() ctx: RequestContext,
+  ): Promise<UserType> {
+    return UserType.from(await ctx.services.quotas.setQuota(userId, quotaBytes ?? null));
+  }
+
+  @FieldResolver(() => SafeInt, {
+    description: "The user's stored files plus the declared sizes of their uploads in progress. The user themselves and admins only.",
+  })
+  async usedBytes(@Root() user: UserType, @Ctx() ctx: RequestContext): Promise<number> {
+    const viewer = requireUser(ctx);
+    if (viewer.id !== user.id && !viewer.isAdmin) throw Errors.forbidden("Only the user and admins may see a user's usage.");
+    return ctx.services.quotas.usedBytes(user.id);
   }
 }

@@ -1,5 +1,6 @@
 import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
-import { UploadStatus, type ChunkedUpload } from '../../entities';
+import { UploadStatus } from '../../entities';
+import type { UploadView } from '../../events/event-hub';
 import { partCountOf } from '../../uploads/direct-upload.service';
 import { DateTime, SafeInt } from '../scalars';
 
@@ -52,7 +53,7 @@ export class ChunkedUploadType {
   @Field(() => Boolean, { description: 'A direct upload: the client PUTs the parts to the object store over signUploadParts URLs (false with disk storage).' })
   direct!: boolean;
 
-  static from(upload: ChunkedUpload, sizes: { maxChunkSize: number; chunkSize: number }): ChunkedUploadType {
+  static from(upload: UploadView, sizes: { maxChunkSize: number; chunkSize: number }): ChunkedUploadType {
     return Object.assign(new ChunkedUploadType(), {
       id: upload.id,
       filename: upload.filename,

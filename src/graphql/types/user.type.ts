@@ -1,6 +1,6 @@
 import { Directive, Field, ID, ObjectType } from 'type-graphql';
 import type { User } from '../../entities';
-import { DateTime } from '../scalars';
+import { DateTime, SafeInt } from '../scalars';
 
 // Federation entity (used when FEDERATION=true; plain SDL does not print it).
 @Directive('@key(fields: "id")')
@@ -21,8 +21,18 @@ export class UserType {
   @Field(() => DateTime)
   createdAt!: Date;
 
+  @Field(() => SafeInt, { nullable: true, description: 'The most the user may store (files and uploads in progress); null: no limit.' })
+  quotaBytes!: number | null;
+
   static from(user: User): UserType {
-    return Object.assign(new UserType(), { id: user.id, username: user.username, isAdmin: user.isAdmin, disabled: user.disabled, createdAt: user.createdAt });
+    return Object.assign(new UserType(), {
+      id: user.id,
+      username: user.username,
+      isAdmin: user.isAdmin,
+      disabled: user.disabled,
+      createdAt: user.createdAt,
+      quotaBytes: user.quotaBytes ?? null,
+    });
   }
 }
 

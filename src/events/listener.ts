@@ -1,0 +1,101 @@
+import type { PGlite } from '@electric-sql/pglite';
+import type { Logger } from 'pino';
+import { CHANNELS } from './channels';
+
+export type OnNotification = (channel: string, payload: string) => void;
+
+/** The one connection of a process that LISTENs, whatever the number of subscribers. */
+export interface NotificationListener {
+  start(onNotification: OnNotification, onReconnect: () => void): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What the listening connection calls itself in pg_stat_activity. */
+export const LISTENER_APPLICATION_NAME = 'upload-server events';
+
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 10_000;
+
+/**
+ * A dedicated `pg` connection outside the ORM's pool (a pooled connection would be handed to
+ * queries and lose its LISTENs). When it drops (PostgreSQL restarting, say) it reconnects with
+ * a growing delay and tells the hub, which refreshes what its subscribers may have missed.
+ */
+export class PgListener implements NotificationListener {
+  private client?: import('pg').Client;
+  private closing = false;
+  private retry?: NodeJS.Timeout;
+  private delayMs = RECONNECT_MIN_MS;
+
+  constructor(
+    private readonly databaseUrl: string,
+    private readonly log: Logger,
+  ) {}
+
+  async start(onNotification: OnNotification, onReconnect: () => void): Promise<void> {
+    const connect = async (reconnecting: boolean): Promise<void> => {
+      if (this.closing) return;
+      const { Client } = await import('pg');
+      const client = new Client({ connectionString: this.databaseUrl, application_name: LISTENER_APPLICATION_NAME });
+      let lost = false;
+      const onLost = (err?: Error) => {
+        if (lost || this.closing) return;
+        lost = true;
+        if (this.client === client) this.client = undefined;
+        client.end().catch(() => {});
+        this.log.warn({ err, retryInMs: this.delayMs }, 'the event listener lost its database connection; reconnecting');
+        this.retry = setTimeout(() => void connect(true), this.delayMs).unref();
+        this.delayMs = Math.min(this.delayMs * 2, RECONNECT_MAX_MS);
+      };
+      client.on('notification', (message) => onNotification(message.channel, message.payload ?? ''));
+      client.on('error', onLost);
+      client.on('end', () => onLost());
+      try {
+        await client.connect();
+        for (const channel of CHANNELS) await client.query(`listen ${channel}`);
+      } catch (err) {
+        onLost(err as Error);
+        return;
+      }
+      if (this.closing) {
+        await client.end().catch(() => {});
+        return;
+      }
+      this.client = client;
+      this.delayMs = RECONNECT_MIN_MS;
+      if (reconnecting) {
+        this.log.info('the event listener is connected again');
+        onReconnect();
+      }
+    };
+    await connect(false);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.retry);
+    const client = this.client;
+    this.client = undefined;
+    await client?.end().catch(() => {});
+  }
+}
+
+/** The embedded database tells its own process: a single process is the whole system. */
+export class PGliteListener implements NotificationListener {
+  private unlisten: (() => Promise<void>)[] = [];
+
+  constructor(private readonly pglite: PGlite) {}
+
+  async start(onNotification: OnNotification): Promise<void> {
+    for (const channel of CHANNELS) {
+      this.unlisten.push(await this.pglite.listen(channel, (payload) => onNotification(channel, payload)));
+    }
+  }
+
+  async close(): Promise<void> {
+    const unlisten = this.unlisten;
+    this.unlisten = [];
+    if (this.pglite.closed) return;
+    for (const stop of unlisten) await stop().catch(() => {});
+  }
+}

@@ -33,7 +33,8 @@ const LAST_USED_PRECISION_MS = 60_000;
 /** Tokens remembered for that: past this many, those written long enough ago are forgotten. */
 const LAST_USED_MEMORY = 10_000;
 
-const USER_COLUMNS = 'u.id, u.username, u.username_key, u.password_hash, u.is_admin, u.disabled, u.token_version, u.created_at';
+/** Every column of the user (the row is mapped to the User entity): a column listed here by name was missed once. */
+const USER_COLUMNS = 'u.*';
 
 export class AuthService {
   /**

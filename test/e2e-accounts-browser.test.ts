@@ -60,6 +60,21 @@ describe(`the browser page's users and tokens views in headless Chromium (${data
     await row.waitFor({ state: 'detached' });
     assert.equal(Number((await server.sql(`select count(*) as n from users where id = ?`, [zoeId]))[0].n), 0);
 
+    // Another tab logs out and in again: this one follows it (storage events), and must not gain
+    // a second set of handlers (a merge once put the views' code inside that listener: one click,
+    // two tokens).
+    const otherTab = await page.context().newPage();
+    await otherTab.goto(server.url);
+    await otherTab.locator('#users-panel').waitFor({ state: 'visible' });
+    await otherTab.click('#logout');
+    await page.locator('#login-view').waitFor({ state: 'visible' });
+    await otherTab.fill('#username', ADMIN.username);
+    await otherTab.fill('#password', ADMIN.password);
+    await otherTab.click('#login-button');
+    await otherTab.locator('#users-panel').waitFor({ state: 'visible' });
+    await otherTab.close();
+    await page.locator('#users-panel').waitFor({ state: 'visible' });
+
     // A token: created, shown once, listed, working, then revoked.
     await page.fill('#token-name', 'nightly');
     await page.selectOption('#token-scope', 'READ');
@@ -67,6 +82,7 @@ describe(`the browser page's users and tokens views in headless Chromium (${data
     await page.locator('#new-token').waitFor({ state: 'visible' });
     const token = (await page.textContent('#new-token-value')) ?? '';
     assert.match(token, /^ucs_/);
+    assert.equal(Number((await server.sql(`select count(*) as n from access_tokens where name = 'nightly'`))[0].n), 1, 'one click, one token');
     const script = server.client.withToken(token);
     assert.equal((await script.data(ME)).me.username, ADMIN.username);
     expectCode(await script.startUpload({ filename: 'x.bin', totalSize: 1 }), 'FORBIDDEN', 'READ only');

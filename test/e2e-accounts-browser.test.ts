@@ -4,16 +4,14 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { expectCode } from './helpers/assert';
+import { CHROMIUM, CHROMIUM_ARGS, collectPageErrors, NO_CHROMIUM } from './helpers/browser';
 import { ME } from './helpers/client';
 import { databaseKind } from './helpers/database';
 import { ADMIN, startServer, type TestServer } from './helpers/server';
 
-// The same Chromium as test/e2e-browser.test.ts (Debian's package, driven by playwright-core).
-const CHROMIUM = '/usr/bin/chromium';
 const root = path.resolve(__dirname, '../..');
-const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium) to run the browser test`;
 
-describe(`the browser page's users and tokens views in headless Chromium (${databaseKind})`, { skip }, () => {
+describe(`the browser page's users and tokens views in headless Chromium (${databaseKind})`, { skip: NO_CHROMIUM }, () => {
   let server: TestServer;
   let browser: Browser;
   let page: Page;
@@ -22,13 +20,10 @@ describe(`the browser page's users and tokens views in headless Chromium (${data
   before(async () => {
     assert.ok(existsSync(path.join(root, 'public/js/web/app.js')), 'the page is not built: run `npm run build:client`');
     server = await startServer();
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run'] });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     page = await (await browser.newContext()).newPage();
     page.setDefaultTimeout(20_000);
-    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error') pageErrors.push(`console: ${msg.text()}`);
-    });
+    collectPageErrors(page, pageErrors);
   });
   after(async () => {
     await browser?.close();

@@ -5,31 +5,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, collectPageErrors, NO_CHROMIUM } from './helpers/browser';
 import { md5, randomFile } from './helpers/client';
 import { ADMIN, startServer, type TestServer } from './helpers/server';
 import { eventually, sleep } from './helpers/timing';
 
-// Debian's package (apt-get install -y chromium), driven by playwright-core: no browser download.
-const CHROMIUM = '/usr/bin/chromium';
 const HOSTNAME = 'files.example.test';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-component-update',
-  '--disable-sync',
-  // A name that is not loopback, for the page opened by hostname over plain HTTP.
-  `--host-resolver-rules=MAP ${HOSTNAME} 127.0.0.1`,
-];
+// A name that is not loopback, for the page opened by hostname over plain HTTP.
+const ARGS = [...CHROMIUM_ARGS, `--host-resolver-rules=MAP ${HOSTNAME} 127.0.0.1`];
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const root = path.resolve(__dirname, '../..');
-const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium) to run the browser test`;
 
-describe('the browser page in headless Chromium', { skip }, () => {
+describe('the browser page in headless Chromium', { skip: NO_CHROMIUM }, () => {
   let server: TestServer;
   let dir: string;
   let context: BrowserContext;
@@ -56,13 +44,8 @@ describe('the browser page in headless Chromium', { skip }, () => {
   /** Page errors, console errors, 404s and failed requests end up in pageErrors. */
   function watched(p: Page): Page {
     p.setDefaultTimeout(20_000);
-    p.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
-    p.on('console', (msg) => {
-      // Chromium ignores Cross-Origin-Opener-Policy from a plain-HTTP origin that is not loopback, and says so.
-      if (msg.type() === 'error' && !msg.text().startsWith('The Cross-Origin-Opener-Policy header has been ignored')) {
-        pageErrors.push(`console: ${msg.text()}`);
-      }
-    });
+    // Chromium ignores Cross-Origin-Opener-Policy from a plain-HTTP origin that is not loopback, and says so.
+    collectPageErrors(p, pageErrors, (text) => text.startsWith('The Cross-Origin-Opener-Policy header has been ignored'));
     p.on('response', (res) => {
       if (res.status() === 404) pageErrors.push(`404: ${res.url()}`);
     });

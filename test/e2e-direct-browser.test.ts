@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,15 +6,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, collectPageErrors, NO_CHROMIUM } from './helpers/browser';
 import { md5, randomFile } from './helpers/client';
 import { S3_SKIP, s3Endpoint, s3Env } from './helpers/s3';
 import { ADMIN, startServer, type TestServer } from './helpers/server';
 import { eventually } from './helpers/timing';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run', '--disable-component-update', '--disable-sync'];
 const MiB = 1024 * 1024;
-const skip = S3_SKIP || (existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: install Debian's chromium package to run the browser test`);
+const skip = S3_SKIP || NO_CHROMIUM;
 
 /**
  * The bucket's CORS rules, as README.md asks for them (PUT, Content-MD5 allowed, ETag exposed),
@@ -61,13 +59,11 @@ describe('the browser page uploading straight to the bucket', { skip }, () => {
     const frontUrl = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
     server = await startServer({ ...s3Env(), S3_PUBLIC_ENDPOINT: frontUrl });
     pageOrigin = new URL(server.url).origin;
-    context = await chromium.launchPersistentContext(path.join(dir, 'profile'), { executablePath: CHROMIUM, headless: true, args: ARGS, acceptDownloads: true });
+    context = await chromium.launchPersistentContext(path.join(dir, 'profile'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, acceptDownloads: true });
     page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(30_000);
-    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error' && !msg.text().includes('net::ERR_FAILED')) pageErrors.push(`console: ${msg.text()}`);
-    });
+    // The failed PUTs the test provokes are logged by Chromium itself.
+    collectPageErrors(page, pageErrors, (text) => text.includes('net::ERR_FAILED'));
   });
 
   after(async () => {

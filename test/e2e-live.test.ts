@@ -5,17 +5,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, collectPageErrors, NO_CHROMIUM } from './helpers/browser';
 import { CREATE_USER, md5, randomFile } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
 import { eventually } from './helpers/timing';
 import { sendChunks, uploadFile } from './helpers/upload';
 
-// Debian's package (apt-get install -y chromium), driven by playwright-core: no browser download.
-const CHROMIUM = '/usr/bin/chromium';
 const root = path.resolve(__dirname, '../..');
-const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium) to run the browser test`;
 
-describe('the browser page follows the server live (headless Chromium)', { skip }, () => {
+describe('the browser page follows the server live (headless Chromium)', { skip: NO_CHROMIUM }, () => {
   let server: TestServer;
   let dir: string;
   let context: BrowserContext;
@@ -29,14 +27,11 @@ describe('the browser page follows the server live (headless Chromium)', { skip 
     context = await chromium.launchPersistentContext(path.join(dir, 'profile'), {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run', '--disable-sync'],
+      args: CHROMIUM_ARGS,
     });
     page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(20_000);
-    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error') pageErrors.push(`console: ${msg.text()}`);
-    });
+    collectPageErrors(page, pageErrors);
   });
 
   after(async () => {

@@ -1,23 +1,19 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build } from 'esbuild';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, collectPageErrors, NO_CHROMIUM } from './helpers/browser';
 import { md5, type GraphQLClient } from './helpers/client';
 import { seededBytes } from './helpers/seeded-bytes';
 import { startServer, type TestServer } from './helpers/server';
 import { withTimeout } from './helpers/timing';
 import { uploadIdOf } from './helpers/tus';
 
-// Debian's package (apt-get install -y chromium), driven by playwright-core: no browser download.
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
 const MiB = 1024 * 1024;
 const root = path.resolve(__dirname, '../..');
-const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium) to run the browser test`;
 
 const UPLOAD = `query($id: ID!) { upload(id: $id) { id status offset totalSize } }`;
 const MY_UPLOADS = `{ myUploads { id status } }`;
@@ -51,7 +47,7 @@ async function servePage(): Promise<{ origin: string; close(): Promise<void> }> 
   };
 }
 
-describe('Uppy (@uppy/core + @uppy/tus) in headless Chromium against /tus/', { skip }, () => {
+describe('Uppy (@uppy/core + @uppy/tus) in headless Chromium against /tus/', { skip: NO_CHROMIUM }, () => {
   let pages: Awaited<ReturnType<typeof servePage>>;
   let server: TestServer;
   let alice: GraphQLClient;
@@ -64,13 +60,10 @@ describe('Uppy (@uppy/core + @uppy/tus) in headless Chromium against /tus/', { s
     // The page's origin differs from the API's: the tus router's CORS rules are part of the test.
     server = await startServer({ CORS_ORIGINS: pages.origin });
     alice = await server.admin.newUser();
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     page = await (await browser.newContext()).newPage();
     page.setDefaultTimeout(20_000);
-    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error') pageErrors.push(`console: ${msg.text()}`);
-    });
+    collectPageErrors(page, pageErrors);
   });
 
   after(async () => {

@@ -132,6 +132,7 @@ describe(`the error edge (${databaseKind})`, () => {
         Errors.tusVersionUnsupported(),
         Errors.unsupportedMediaType('application/offset+octet-stream'),
         Errors.fileNotReady('VERIFYING'),
+        Errors.quotaExceeded(1024),
       ];
       assert.deepEqual(new Set(samples.map((e) => e.code)), new Set(Object.keys(ERROR_TABLE)), 'one factory per code');
       for (const err of samples) {

@@ -190,6 +190,8 @@ function endLive(): void {
 /** An upload of yours that this page is not sending: moved in place, or the list read again when it starts or ends. */
 function showOtherUpload(upload: MyUpload | UploadState): void {
   if (rows.some((row) => row.uploadId === upload.id)) return;
+  // This page's own new upload, announced before startUpload's answer names it to its row.
+  if (rows.some((row) => !row.uploadId && row.file.name === upload.filename && row.file.size === upload.totalSize)) return;
   const known = interrupted.find((u) => u.id === upload.id);
   if (!known || upload.status !== 'UPLOADING') {
     void refreshInterrupted();
@@ -485,7 +487,12 @@ function showProgress(row: UploadRow, p: UploadProgress): void {
       row.progress.value = p.bytesUploaded;
       row.status.textContent = `${formatBytes(p.bytesUploaded)} of ${formatBytes(p.totalBytes)} · ${percent}%${resumed}`;
   }
-  if (interrupted.some((u) => u.id === p.uploadId)) void refreshInterrupted();
+  if (interrupted.some((u) => u.id === p.uploadId)) {
+    // Now this row's: out of "Your other uploads" at once, so it is never shown twice.
+    interrupted = interrupted.filter((u) => u.id !== p.uploadId);
+    el('interrupted-list').querySelector(`[data-upload-id="${CSS.escape(p.uploadId)}"]`)?.remove();
+    el('interrupted').hidden = interrupted.length === 0;
+  }
 }
 
 /** One entry of "Your other uploads": where it stands, and Discard. */
@@ -521,9 +528,11 @@ function otherUploadNode(upload: MyUpload): HTMLElement {
 async function refreshInterrupted(): Promise<void> {
   if (!me) return;
   try {
-    // Uploads with a row on this page (running, paused or failed) have their own Resume button.
+    const mine = await client.myUploads('UPLOADING');
+    // Uploads with a row on this page (running, paused or failed) have their own Resume button;
+    // taken after the answer, for rows that learned their upload's id meanwhile.
     const busy = new Set(rows.map((row) => row.uploadId));
-    interrupted = (await client.myUploads('UPLOADING')).filter((upload) => !busy.has(upload.id));
+    interrupted = mine.filter((upload) => !busy.has(upload.id));
   } catch (err) {
     if (!handleAuthError(err)) toast(describeError(err));
     return;

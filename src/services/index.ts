@@ -44,7 +44,7 @@ export function createServices(
   const throttle = new LoginThrottleService(orm);
   const auth = new AuthService(orm, throttle, config, log);
   const files = new FileService(orm, store, log);
-  const leases = new LeaseRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds);
+  const leases = new LeaseRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds, Boolean(config.databaseUrl));
   const quotas = new QuotaService(orm, log);
   const verifier = new FileVerifier(orm, store, { leaseSeconds: config.uploadLockTtlSeconds, pollMs: config.verifyPollMs, maxRate: config.verifyMaxRate }, log);
   const directUploads = new DirectUploadService(orm, leases, store, files, verifier, config, log);

@@ -47,6 +47,12 @@ export class LeaseRepository {
     private readonly leaseTtlSeconds: number,
     /** How long an upload lives after its last chunk. */
     private readonly uploadTtlSeconds: number,
+    /**
+     * Whether a chunk commit may skip the WAL flush at all: only on a PostgreSQL server, which
+     * outlives a crash of this process. The embedded database keeps its WAL buffers in this
+     * process's memory, so there a SIGKILL of the server would lose acknowledged chunks.
+     */
+    private readonly databaseOutlivesProcess = false,
   ) {}
 
   /**
@@ -120,7 +126,7 @@ export class LeaseRepository {
    * storage state always move together. Undefined if the lease was lost meanwhile.
    * `keepLease` renews it instead, for a writer with more of the same body to come.
    *
-   * `flushWal: false` commits without waiting for the WAL flush, for a chunk whose bytes are
+   * `flushWal: false` commits without waiting for the WAL flush (on a PostgreSQL server), for a chunk whose bytes are
    * already durable and whose storage state did not change: a database crash can then only move
    * the upload back to an earlier consistent point (offset, md5 state and storage state of an
    * earlier commit), whose bytes are all still there, and the client resends from
@@ -137,7 +143,7 @@ export class LeaseRepository {
       `update chunked_uploads
           set "offset" = "offset" + ?, md5_state = ?, storage_state = ?::jsonb, ${leaseAfter},
               updated_at = now(), expires_at = now() + make_interval(secs => ?)
-         ${flushWal ? '' : "from (select set_config('synchronous_commit', 'off', true)) no_flush"}
+         ${flushWal || !this.databaseOutlivesProcess ? '' : "from (select set_config('synchronous_commit', 'off', true)) no_flush"}
         where id = ? and lease_token = ? and "offset" = ?
         returning chunked_uploads.*, case when ?::boolean then ${UPLOAD_EVENT_SQL} end as notified`,
       [

@@ -12,7 +12,7 @@ import { randomFile } from './helpers/client';
 import { NEEDS_POSTGRES } from './helpers/database';
 import { NO_PRIVATE_POSTGRES, PrivatePostgres } from './helpers/private-postgres';
 import { startServer, type TestServer } from './helpers/server';
-import { eventually } from './helpers/timing';
+import { eventually, sleep } from './helpers/timing';
 import { completeAndVerify, sendChunks } from './helpers/upload';
 
 const KiB = 1024;
@@ -46,6 +46,8 @@ describe('chunk commits without a WAL flush, and a database crash', { skip: NEED
     const acknowledged = (await sendChunks(admin, id, bytes, 4 * chunk, 10 * chunk, chunk)).offset;
     assert.equal(acknowledged, 10 * chunk);
     assert.equal((await stat(path.join(dataDir, 'uploads', `${id}.part`))).size, 10 * chunk, 'every acknowledged byte is on disk');
+    // Past the progress throttle: the trailing progress notification must not flush them either.
+    await sleep(1000);
 
     await cluster!.crash(); // the stopped WAL writer is killed with the rest
     await cluster!.start();

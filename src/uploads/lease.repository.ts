@@ -232,7 +232,13 @@ export class LeaseRepository {
    * own notification the throttle held back.
    */
   async notifyProgress(uploadId: string): Promise<void> {
-    await this.orm.em.getConnection().execute(`select ${UPLOAD_EVENT_SQL} from chunked_uploads where id = ? and status = 'UPLOADING'`, [uploadId]);
+    // A NOTIFY gives its transaction an xid, so its commit would flush the WAL (and with it every
+    // chunk commit that skipped the flush): a notification need not survive a crash.
+    await this.orm.em.getConnection().execute(
+      `select ${UPLOAD_EVENT_SQL} from chunked_uploads, (select set_config('synchronous_commit', 'off', true)) no_flush
+        where id = ? and status = 'UPLOADING'`,
+      [uploadId],
+    );
   }
 
   /** Whether a live writer holds the upload's lease right now. */

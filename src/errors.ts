@@ -93,8 +93,11 @@ export const Errors = {
     new AppError('OFFSET_MISMATCH', `This upload continues at offset ${expectedOffset}: send the chunk that starts there.`, {
       expectedOffset,
     }),
-  uploadLocked: () =>
-    new AppError('UPLOAD_LOCKED', 'Another request is writing to this upload right now. Retry when it has finished.'),
+  uploadLocked: (message = 'Another request is writing to this upload right now. Retry when it has finished.') => new AppError('UPLOAD_LOCKED', message),
+  partTooFarAhead: (partNumber: number, firstMissing: number, maxAhead: number) =>
+    Errors.uploadLocked(
+      `Part ${partNumber} is more than ${maxAhead} parts past part ${firstMissing}, the first one not stored yet: send the earlier parts first, then this one.`,
+    ),
   payloadTooLarge: (message: string) => new AppError('PAYLOAD_TOO_LARGE', message),
   uploadIncomplete: (offset: number, totalSize: number, more: { missingParts?: number[] } = {}) =>
     new AppError(

@@ -116,6 +116,11 @@ describe(`security: the auth matrix, every operation × every kind of caller (${
       prepare: async () => ({ upload: await alice.start('matrix-chunk.bin', 4) }),
       call: async (c, f) => { const r = await c.uploadChunk(f.upload.id, 0, Buffer.from('abcd')); return { code: outcome(r), data: r.data }; },
       verify: async (ok, _, data, f) => assert.equal((await uploadState(f.upload.id)).offset, ok ? 4 : 0, 'bytes are stored only when allowed') },
+    { name: "mutation uploadPart (multipart, author's upload)", allowed: ['NOT_FOUND', 'NOT_FOUND', 'OK'],
+      prepare: async () => ({ upload: (await alice.data(`mutation { startUpload(input: { filename: "matrix-part.bin", totalSize: 8, partSize: 4 }) { id } }`)).startUpload }),
+      call: async (c, f) => { const r = await c.uploadPart(f.upload.id, 2, Buffer.from('efgh')); return { code: outcome(r), data: r.data }; },
+      verify: async (ok, _, data, f) => assert.deepEqual(
+        (await alice.data(`query($id: ID!) { upload(id: $id) { missingParts } }`, { id: f.upload.id })).upload.missingParts, ok ? [1] : [1, 2], 'a part is stored only when allowed') },
     { name: "mutation completeUpload (author's upload)", allowed: ['NOT_FOUND', 'NOT_FOUND', 'OK'],
       prepare: async () => {
         const upload = await alice.start('matrix-complete.bin', 4);

@@ -1,7 +1,7 @@
 import { TokenScope } from '../entities';
 
 /** API.md: UPLOAD is READ plus these, on one's own uploads (nobody else's are reachable). */
-const UPLOAD_MUTATIONS = new Set(['startUpload', 'uploadChunk', 'completeUpload', 'abortUpload', 'signUploadParts']);
+const UPLOAD_MUTATIONS = new Set(['startUpload', 'uploadChunk', 'uploadPart', 'completeUpload', 'abortUpload', 'signUploadParts']);
 /** Ending the request's own token is allowed to any token: it only ever takes rights away. */
 const ANY_TOKEN_MUTATIONS = new Set(['logout']);
 

@@ -2,6 +2,7 @@ import type { MikroORM } from '@mikro-orm/core';
 import type { Logger } from 'pino';
 import { ChunkedUpload, File, FileStatus, UploadStatus } from '../entities';
 import type { FileStore } from '../storage/file-store';
+import type { PartSpool } from '../storage/part-spool';
 import type { LeaseRepository } from '../uploads/lease.repository';
 import type { LoginThrottleService } from './login-throttle.service';
 import { isUuid } from './validation';
@@ -15,7 +16,7 @@ export interface CleanupReport {
   expiredUploads: number;
   /** EXPIRED, ABORTED and COMPLETE upload records older than the retention, removed. */
   purgedRecords: number;
-  /** Partial upload bytes with no upload in progress, deleted. */
+  /** Uploads not in progress whose partial bytes (or spooled parts) were deleted. */
   orphanedUploadBytes: number;
   /** Library bytes with no File row and no upload about to publish them, deleted. */
   orphanedFileBytes: number;
@@ -28,6 +29,7 @@ export class CleanupService {
     private readonly orm: MikroORM,
     private readonly leases: LeaseRepository,
     private readonly store: FileStore,
+    private readonly spool: PartSpool,
     private readonly loginThrottle: LoginThrottleService,
     private readonly log: Logger,
   ) {}
@@ -37,9 +39,10 @@ export class CleanupService {
     progress(`expired ${expiredUploads} upload(s) and deleted their partial bytes`);
     const purgedRecords = await this.purgeFinishedRecords();
     progress(`removed ${purgedRecords} finished upload record(s) older than ${FINISHED_RECORD_DAYS} days`);
-    const orphanedUploadBytes = await this.sweep(this.store.listUploadIds(), (ids) => this.uploadsInProgress(ids), (id) =>
-      this.store.deleteUpload(id),
-    );
+    const orphanedUploadBytes = await this.sweep(this.partialUploadIds(), (ids) => this.uploadsInProgress(ids), async (id) => {
+      await this.store.deleteUpload(id);
+      await this.spool.deleteUpload(id);
+    });
     progress(`deleted ${orphanedUploadBytes} orphaned partial upload(s)`);
     const orphanedFileBytes = await this.sweep(this.store.listFileIds(), (ids) => this.idsWithRowOrPendingUpload(ids), (id) =>
       this.store.deleteFile(id),
@@ -60,7 +63,10 @@ export class CleanupService {
   /** Marks expired uploads EXPIRED (never one a live writer holds), then drops their bytes. */
   private async expireUploads(): Promise<number> {
     const expired = await this.leases.expireAbandoned();
-    for (const upload of expired) await this.store.deleteUpload(upload.id, upload.storageState ?? null);
+    for (const upload of expired) {
+      await this.store.deleteUpload(upload.id, upload.storageState ?? null);
+      await this.spool.deleteUpload(upload.id);
+    }
     return expired.length;
   }
 
@@ -104,6 +110,16 @@ export class CleanupService {
     }
     if (batch.length) await flush();
     return removed;
+  }
+
+  /** Every upload with bytes in the store or parts in the spool, once. */
+  private async *partialUploadIds(): AsyncIterable<string> {
+    const inStore = new Set<string>();
+    for await (const id of this.store.listUploadIds()) {
+      inStore.add(id);
+      yield id;
+    }
+    for await (const id of this.spool.listUploadIds()) if (!inStore.has(id)) yield id;
   }
 
   private async uploadsInProgress(ids: string[]): Promise<Set<string>> {

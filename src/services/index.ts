@@ -1,13 +1,16 @@
 import type { MikroORM } from '@mikro-orm/core';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config';
 import { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
 import { NO_UPLOAD_METRICS, type UploadMetrics } from '../metrics';
 import type { FileStore } from '../storage/file-store';
+import { PartSpool } from '../storage/part-spool';
 import { DirectUploadService } from '../uploads/direct-upload.service';
 import { FileVerifier } from '../uploads/file-verifier';
 import { LeaseRepository } from '../uploads/lease.repository';
+import { PartRepository } from '../uploads/part.repository';
 import { UploadService } from '../uploads/upload.service';
 import { AccessTokenService } from './access-token.service';
 import { AuthService } from './auth.service';
@@ -48,8 +51,12 @@ export function createServices(
   const quotas = new QuotaService(orm, log);
   const verifier = new FileVerifier(orm, store, { leaseSeconds: config.uploadLockTtlSeconds, pollMs: config.verifyPollMs, maxRate: config.verifyMaxRate }, log);
   const directUploads = new DirectUploadService(orm, leases, store, files, verifier, config, log);
-  const uploads = new UploadService(orm, leases, store, md5, files, quotas, config, log, metrics, directUploads, GcPacer.create(config.gcPaceBytes, log));
-  const cleanup = new CleanupService(orm, leases, store, throttle, log);
+  const parts = new PartRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds);
+  // Next to the disk store's own directories: the same volume.
+  const spool = new PartSpool(path.join(config.dataDir, 'part-spool'), { fsync: config.chunkFsync });
+  const gcPacer = GcPacer.create(config.gcPaceBytes, log);
+  const uploads = new UploadService(orm, leases, store, md5, files, quotas, config, log, metrics, directUploads, parts, spool, gcPacer);
+  const cleanup = new CleanupService(orm, leases, store, spool, throttle, log);
   return {
     config,
     auth,

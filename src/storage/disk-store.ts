@@ -216,13 +216,13 @@ export async function probeDirectory(dir: string): Promise<void> {
 }
 
 /** Keys are server-made ids; refusing anything else keeps a path from ever leaving the root. */
-function assertSafeKey(key: string): string {
+export function assertSafeKey(key: string): string {
   if (!/^[0-9a-zA-Z-]{1,64}$/.test(key)) throw new Error(`Refusing unsafe storage key ${JSON.stringify(key)}`);
   return key;
 }
 
 /** A new name (or a rename) is durable only once its directory is flushed; file contents once the file is. */
-async function syncFile(file: string): Promise<void> {
+export async function syncFile(file: string): Promise<void> {
   const fh = await open(file, 'r');
   try {
     await fh.sync();
@@ -235,7 +235,7 @@ const FULL = new Set(['ENOSPC', 'EDQUOT']);
 const NOT_WRITABLE = new Set(['EROFS', 'EACCES', 'EPERM', 'EIO']);
 
 /** The file system's own failures, as the storage failure a client can wait out. */
-function asStorageFailure(err: unknown): unknown {
+export function asStorageFailure(err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException)?.code ?? '';
   if (FULL.has(code)) return new StorageUnavailableError('full', { cause: err });
   if (NOT_WRITABLE.has(code)) return new StorageUnavailableError('not writable', { cause: err });

@@ -50,9 +50,13 @@ export interface ChunkRules {
   limit: number;
   totalSize: number;
   offset: number;
-  /** The whole file's md5, continued on a worker thread. */
-  md5: Md5Session;
+  /** The whole file's md5, continued on a worker thread (not for a part out of order: see PartSpool). */
+  md5?: Md5Session;
   expectedChunkMd5?: string;
+  /** Hash the chunk itself even when no md5 is expected (a part records its md5). */
+  hashChunk?: boolean;
+  /** The refusal when the chunk passes `limit` (default: past totalSize or MAX_CHUNK_SIZE). */
+  tooLarge?: () => Error;
   lease: LeaseClock;
   gcPacer?: GcPacer;
 }
@@ -66,13 +70,14 @@ export class ChunkInspector extends Transform {
   private seen = 0;
   private readonly chunkHasher?: Hash;
   private savedMd5?: Promise<Uint8Array>;
+  private chunkDigest?: string;
 
   private constructor(
     private readonly rules: ChunkRules,
     private readonly watch: BodyWatch,
   ) {
     super();
-    if (rules.expectedChunkMd5) this.chunkHasher = createHash('md5');
+    if (rules.expectedChunkMd5 || rules.hashChunk) this.chunkHasher = createHash('md5');
   }
 
   /** Feeds an inspector from the request body without ever destroying the body: a refused chunk is still read to its end. */
@@ -100,6 +105,7 @@ export class ChunkInspector extends Transform {
     }
     if (this.seen > rules.limit) {
       callback(
+        rules.tooLarge?.() ??
         Errors.payloadTooLarge(
           rules.offset + this.seen > rules.totalSize
             ? `The chunk runs past totalSize (${rules.totalSize} bytes): ${rules.totalSize - rules.offset} bytes are left from offset ${rules.offset}.`
@@ -110,19 +116,27 @@ export class ChunkInspector extends Transform {
     }
     this.chunkHasher?.update(buffer);
     rules.gcPacer?.received(buffer.length);
-    rules.md5.update(buffer, (err) => (err ? callback(err) : callback(null, buffer)));
+    if (rules.md5) rules.md5.update(buffer, (err) => (err ? callback(err) : callback(null, buffer)));
+    else callback(null, buffer);
   }
 
   override _flush(callback: TransformCallback): void {
-    const actual = this.chunkHasher?.digest('hex');
-    if (actual !== undefined && actual !== this.rules.expectedChunkMd5) {
+    const actual = (this.chunkDigest = this.chunkHasher?.digest('hex'));
+    if (actual !== undefined && this.rules.expectedChunkMd5 !== undefined && actual !== this.rules.expectedChunkMd5) {
       callback(Errors.checksumMismatch(`The chunk arrived with md5 ${actual}, not ${this.rules.expectedChunkMd5}: it was discarded, resend it.`));
       return;
     }
     // The worker finishes hashing while storage flushes the last bytes.
-    this.savedMd5 = this.rules.md5.save();
-    this.savedMd5.catch(() => {});
+    if (this.rules.md5) {
+      this.savedMd5 = this.rules.md5.save();
+      this.savedMd5.catch(() => {});
+    }
     callback();
+  }
+
+  /** The chunk's own md5 (hex) once every byte has passed, if it was hashed. */
+  chunkMd5(): string | undefined {
+    return this.chunkDigest;
   }
 
   /** The whole file's md5 state after this chunk; only once every byte has passed. */

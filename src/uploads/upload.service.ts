@@ -1,7 +1,8 @@
 import type { FilterQuery, MikroORM } from '@mikro-orm/core';
 import { createMD5 } from 'hash-wasm';
 import mime from 'mime-types';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
@@ -19,8 +20,10 @@ import { cleanDescription, cleanFilename, cleanMimeType, isUuid, parseMd5, requi
 import { StorageUnavailableError, type ChunkWritten, type FileStore, type StoredUpload, type StoreState } from '../storage/file-store';
 import { BodySegments, BodyWatch, ChunkInspector, LeaseClock } from './chunk-pipeline';
 import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
-import { checkPartSize, type DirectUploadService } from './direct-upload.service';
+import { MAX_PARTS, checkPartSize, partCountOf, type DirectUploadService } from './direct-upload.service';
 import type { Claimed, Lease, LeaseRepository } from './lease.repository';
+import type { PartClaim, PartRepository } from './part.repository';
+import type { PartSpool } from '../storage/part-spool';
 
 export interface StartUploadInput {
   filename: string;
@@ -48,6 +51,15 @@ export interface AppendChunkInput {
   chunkMd5?: string | null;
 }
 
+export interface AppendPartInput {
+  uploadId: string;
+  /** From 1; every part but the last has the upload's partSize bytes. */
+  partNumber: number;
+  /** The part's bytes, still arriving. Read to its end whatever the outcome. */
+  body: Readable;
+  chunkMd5?: string | null;
+}
+
 export interface AppendStreamInput {
   uploadId: string;
   offset: number;
@@ -60,12 +72,20 @@ export interface AppendStreamInput {
 interface WritePlan {
   /** Commit as the bytes arrive (a stream of any length) rather than once (a chunk). */
   segmented?: boolean;
+  /** The bytes are stored parts of an upload in parts, appended to its prefix (see mergeParts). */
+  mergingParts?: boolean;
   expectedChunkMd5?: string;
   declaredLength?: number;
 }
 
 /** The most uploads `myUploads` returns at once. */
 export const MAX_UPLOADS_PAGE = 500;
+
+/**
+ * How far past the first part not stored yet a part may be: what one upload may spool on local
+ * disk (32 parts of at most MAX_CHUNK_SIZE) while it waits for the parts before it.
+ */
+export const MAX_PARTS_AHEAD = 32;
 
 /** How often a stream renews its lease, so an ask to release reaches it soon. */
 const STREAM_RENEW_MS = 1000;
@@ -108,6 +128,8 @@ export class UploadService {
     private readonly log: Logger,
     private readonly metrics: UploadMetrics,
     private readonly directUploads: DirectUploadService,
+    private readonly parts: PartRepository,
+    private readonly spool: PartSpool,
     private readonly gcPacer?: GcPacer,
   ) {
     this.progress = new ProgressThrottle(PROGRESS_INTERVAL_MS, (err, uploadId) =>
@@ -214,7 +236,7 @@ export class UploadService {
 
   /** `appendChunkAtOffset`, measured once per chunk: its result, the bytes it stored, how long it took. */
   appendChunk(owner: User, input: AppendChunkInput): Promise<ChunkedUpload> {
-    return this.measured(input.offset, () => this.appendChunkAtOffset(owner, input));
+    return this.measured({ from: input.offset }, () => this.appendChunkAtOffset(owner, input));
   }
 
   /**
@@ -222,15 +244,24 @@ export class UploadService {
    * stream cut off counts as a failed chunk; the segments it committed count as bytes received.
    */
   appendStream(owner: User, input: AppendStreamInput): Promise<ChunkedUpload> {
-    return this.measured(input.offset, () => this.appendStreamAtOffset(owner, input));
+    return this.measured({ from: input.offset }, () => this.appendStreamAtOffset(owner, input));
   }
 
-  private async measured(offset: number, append: () => Promise<ChunkedUpload>): Promise<ChunkedUpload> {
+  /**
+   * Stores one part of an upload in parts, in any order and alongside its other parts (each part
+   * has its own lease), then appends whatever stored parts now follow the upload's contiguous
+   * prefix to it: the prefix is hashed in order as it grows, so completion stays O(1).
+   */
+  appendPart(owner: User, input: AppendPartInput): Promise<ChunkedUpload> {
+    return this.measured({ partNumber: input.partNumber }, () => this.appendPartAnywhere(owner, input));
+  }
+
+  private async measured(logFields: object, append: () => Promise<ChunkedUpload>): Promise<ChunkedUpload> {
     const started = performance.now();
     try {
       const upload = await append();
       this.metrics.chunkFinished('ok', (performance.now() - started) / 1000);
-      this.log.debug({ uploadId: upload.id, offset, bytes: upload.offset - offset }, 'chunk stored');
+      this.log.debug({ uploadId: upload.id, ...logFields, offset: upload.offset }, 'chunk stored');
       return upload;
     } catch (err) {
       this.metrics.chunkFinished(toDomainError(err)?.code.toLowerCase() ?? 'error', (performance.now() - started) / 1000);
@@ -259,6 +290,154 @@ export class UploadService {
     } finally {
       watch.stop();
     }
+  }
+
+  private async appendPartAnywhere(owner: User, input: AppendPartInput): Promise<ChunkedUpload> {
+    let upload: ChunkedUpload | undefined;
+    const watch = new BodyWatch(input.body, this.config.bodyTimeoutSeconds * 1000);
+    try {
+      const { partNumber } = input;
+      if (!Number.isSafeInteger(partNumber) || partNumber < 1) throw Errors.badInput('partNumber must be a whole number, from 1.');
+      const expectedChunkMd5 = input.chunkMd5 == null ? undefined : parseMd5(input.chunkMd5, 'chunkMd5');
+      if (await watch.endsBeforeFirstByte()) throw Errors.badInput('The part is empty: send its bytes.');
+      if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
+      upload = await this.receivePart(owner, input.uploadId, partNumber, watch, expectedChunkMd5);
+    } catch (err) {
+      await watch.drain(this.config.maxChunkSize);
+      throw err;
+    } finally {
+      watch.stop();
+    }
+    try {
+      return await this.mergeParts(owner, upload ?? (await this.get(owner, input.uploadId)));
+    } catch (err) {
+      // The part is stored, whatever became of the merge: the next part or the completion merges again.
+      this.log.warn({ err, uploadId: input.uploadId }, 'could not append stored parts to the upload yet');
+      return this.get(owner, input.uploadId);
+    }
+  }
+
+  /**
+   * Writes the part into the spool under its own lease and records it. A part stored before
+   * may be sent again (a client that did not see the answer), but only with the same bytes:
+   * those are hashed and compared, not written. Returns the upload as the part's commit left it
+   * (undefined for a part sent again).
+   */
+  private async receivePart(owner: User, uploadId: string, partNumber: number, watch: BodyWatch, expectedChunkMd5?: string): Promise<ChunkedUpload | undefined> {
+    const claimSentAt = Date.now();
+    const claim = await this.parts.claim(uploadId, owner.id, partNumber, MAX_PARTS_AHEAD);
+    if (!claim) throw await this.explainPartRefusal(uploadId, owner.id, partNumber);
+    const { lease, size } = claim;
+    const ttlMs = this.config.uploadLockTtlSeconds * 1000;
+    const clock = new LeaseClock(lease.generation, ttlMs, claimSentAt);
+    const renewal = setInterval(async () => {
+      const sentAt = Date.now();
+      try {
+        if (await this.parts.renew(lease)) clock.renewedAt(sentAt);
+        else {
+          clock.lose();
+          watch.body.destroy(Errors.uploadLocked());
+        }
+      } catch (err) {
+        this.log.warn({ err, uploadId, partNumber }, 'could not renew a part lease; the part stops if the lease runs out');
+      }
+    }, ttlMs / 3).unref();
+    let committed = false;
+    try {
+      using _slot = this.takeStreamSlot(owner);
+      const inspector = ChunkInspector.inspect(watch, {
+        limit: size,
+        totalSize: size,
+        offset: 0,
+        expectedChunkMd5,
+        hashChunk: true,
+        lease: clock,
+        gcPacer: this.gcPacer,
+        tooLarge: () => Errors.badInput(`Part ${partNumber} must be ${size} bytes; more arrived.`),
+      });
+      const written = claim.stored ? await countBytes(inspector) : await this.spool.write(uploadId, partNumber, lease.generation, inspector).catch((err: unknown) => {
+        throw asStorageRefusal(err, claim.uploadOffset);
+      });
+      const md5 = inspector.chunkMd5()!;
+      if (written !== size || (claim.stored && md5 !== claim.stored.md5)) {
+        if (!claim.stored) await this.spool.deleteAttempt(uploadId, partNumber, lease.generation);
+        throw written !== size
+          ? Errors.badInput(`Part ${partNumber} must be ${size} bytes, not ${written}.`)
+          : Errors.badInput(`Part ${partNumber} is already stored with other bytes (md5 ${claim.stored!.md5}): a stored part can only be sent again unchanged.`);
+      }
+      if (claim.stored) return undefined;
+      const upload = await this.parts.commit(lease, { size, md5 });
+      if (!upload) {
+        await this.spool.deleteAttempt(uploadId, partNumber, lease.generation);
+        throw Errors.uploadLocked();
+      }
+      committed = true;
+      return upload;
+    } finally {
+      clearInterval(renewal);
+      if (!committed) await this.parts.release(lease).catch((err: unknown) => this.log.warn({ err, uploadId, partNumber }, 'could not release a part lease'));
+    }
+  }
+
+  /**
+   * Appends the stored parts that follow the upload's prefix to it, in order, through the
+   * ordinary write path (lease, fencing, md5, storage, commit), then drops their spool files.
+   * Whoever holds the upload's lease is merging already: it looks for more parts once it is
+   * done, and will find the ones stored meanwhile, so this request need not wait for it.
+   */
+  private async mergeParts(owner: User, upload: ChunkedUpload): Promise<ChunkedUpload> {
+    const partSize = upload.partSize!;
+    for (;;) {
+      const firstPart = Math.floor(upload.offset / partSize) + 1;
+      const run = upload.offset < upload.totalSize ? await this.parts.storedRun(upload.id, firstPart, MAX_PARTS_AHEAD + 1) : [];
+      if (run.length === 0) return upload;
+      const body = this.spool.readRun(upload.id, run, upload.offset - (firstPart - 1) * partSize);
+      const watch = new BodyWatch(body, this.config.bodyTimeoutSeconds * 1000);
+      try {
+        upload = await this.writeBody(owner, upload.id, upload.offset, watch, { segmented: true, mergingParts: true });
+      } catch (err) {
+        const code = toDomainError(err)?.code;
+        if (code !== 'UPLOAD_LOCKED' && code !== 'OFFSET_MISMATCH') throw err;
+        upload = await this.get(owner, upload.id);
+        if (code === 'UPLOAD_LOCKED') return upload;
+        continue;
+      } finally {
+        watch.stop();
+        body.destroy();
+      }
+      const merged = Math.floor(upload.offset / partSize);
+      this.spool.deleteParts(upload.id, run.map((p) => p.partNumber).filter((n) => n <= merged)).catch((err: unknown) => {
+        this.log.warn({ err, uploadId: upload.id }, 'could not delete merged parts from the spool; completing or deleting the upload will');
+      });
+    }
+  }
+
+  /** Part numbers of an upload in parts not stored yet, ascending, at most `first`. */
+  async missingParts(upload: ChunkedUpload, first: number): Promise<number[]> {
+    if (!Number.isInteger(first) || first < 0 || first > MAX_PARTS) throw Errors.badInput(`first must be between 0 and ${MAX_PARTS}.`);
+    if (upload.status !== UploadStatus.UPLOADING || first === 0) return [];
+    const partCount = partCountOf(upload) ?? 0;
+    const merged = upload.offset >= upload.totalSize ? partCount : Math.floor(upload.offset / upload.partSize!);
+    const stored = await this.parts.storedFrom(upload.id, merged + 1);
+    const missing: number[] = [];
+    for (let n = merged + 1; n <= partCount && missing.length < first; n++) if (!stored.has(n)) missing.push(n);
+    return missing;
+  }
+
+  /** Why a part's claim failed, in API.md's order of precedence. */
+  private async explainPartRefusal(uploadId: string, ownerId: string, partNumber: number): Promise<AppError> {
+    const upload = await this.orm.em.fork().findOne(ChunkedUpload, { id: uploadId, owner: ownerId });
+    if (!upload) return Errors.notFound('Upload');
+    if (upload.status === UploadStatus.COMPLETE || upload.status === UploadStatus.ABORTED) return Errors.uploadNotActive(upload.status);
+    if (upload.status === UploadStatus.EXPIRED || upload.expiresAt <= new Date()) return Errors.uploadExpired();
+    if (upload.direct) return Errors.badInput('This is a direct upload: PUT its parts to the URLs signUploadParts gives.');
+    if (!upload.partSize) return Errors.badInput('This upload is not in parts: send its bytes with uploadChunk, or start an upload with a partSize.');
+    const partCount = partCountOf(upload)!;
+    if (partNumber > partCount) return Errors.badInput(`Part ${partNumber} does not exist: this upload has parts 1 to ${partCount}.`);
+    const firstMissing = Math.floor(upload.offset / upload.partSize) + 1;
+    if (partNumber > firstMissing + MAX_PARTS_AHEAD) return Errors.partTooFarAhead(partNumber, firstMissing, MAX_PARTS_AHEAD);
+    // Held by another request, or released between the claim and this read: retry either way.
+    return Errors.uploadLocked(`Part ${partNumber} of this upload is being written by another request right now. Retry when it has finished.`);
   }
 
   /**
@@ -330,6 +509,11 @@ export class UploadService {
       await this.release(claimed.lease);
       throw Errors.badInput('This is a direct upload: PUT its parts to the URLs signUploadParts gives.');
     }
+    if (claimed.upload.partSize && !plan.mergingParts) {
+      // Bytes at the prefix would race the parts that cover the same range.
+      await this.release(claimed.lease);
+      throw Errors.badInput('This upload is in parts: send them with uploadPart.');
+    }
     let lease: Lease | undefined = claimed.lease;
     const clock = new LeaseClock(lease.generation, this.config.uploadLockTtlSeconds * 1000, claimSentAt);
     // A stream renews often, so that a newer request's ask to release reaches it within a second.
@@ -338,7 +522,8 @@ export class UploadService {
     try {
       // Counted once the lease is held: a chunk that lost the race for it is refused as such
       // (UPLOAD_LOCKED, OFFSET_MISMATCH), not as one stream too many.
-      using _slot = this.takeStreamSlot(owner);
+      // Merging stored parts is the server's own work, not a stream of the user's.
+      using _slot = plan.mergingParts ? undefined : this.takeStreamSlot(owner);
       watch.pause();
       let stored = await this.fenceIfTakenOver(claimed, clock).catch((err: unknown) => {
         throw asStorageRefusal(err, offset);
@@ -465,6 +650,7 @@ export class UploadService {
     const md5 = input.md5 === undefined ? undefined : parseMd5(input.md5, 'md5');
     const description = input.description == null ? undefined : cleanDescription(input.description);
     if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
+    await this.settleParts(owner, input.uploadId);
     const claimSentAt = Date.now();
     const claimed = await this.leases.claim(input.uploadId, owner.id);
     if (!claimed) {
@@ -481,7 +667,9 @@ export class UploadService {
         this.metrics.uploadCompleted();
         return file;
       }
-      if (upload.offset < upload.totalSize) throw Errors.uploadIncomplete(upload.offset, upload.totalSize);
+      if (upload.offset < upload.totalSize) {
+        throw Errors.uploadIncomplete(upload.offset, upload.totalSize, upload.partSize ? { missingParts: await this.missingParts(upload, 100) } : {});
+      }
       const hasher = await createMD5();
       hasher.load(upload.md5State);
       if (upload.lengthDeferred) throw Errors.uploadIncomplete(upload.offset, upload.totalSize);
@@ -494,6 +682,7 @@ export class UploadService {
       const stored = await this.fenceIfTakenOver(claimed, clock);
       const file = await this.publish(upload, lease, stored, { description: description ?? upload.description, md5: actual });
       published = true;
+      if (upload.partSize) this.dropSpool(upload.id);
       this.metrics.uploadCompleted();
       this.log.info({ uploadId: upload.id, fileId: file.id, name: file.name, size: file.size, md5 }, 'upload completed');
       return file;
@@ -502,6 +691,26 @@ export class UploadService {
     } finally {
       if (!published) await this.release(lease);
     }
+  }
+
+  /**
+   * An upload in parts can complete once its stored parts are merged into its prefix: merges
+   * them, or waits (up to a lease's lifetime) while another request is merging them.
+   */
+  private async settleParts(owner: User, uploadId: string): Promise<void> {
+    const deadline = Date.now() + this.config.uploadLockTtlSeconds * 1000;
+    for (;;) {
+      const upload = await this.orm.em.fork().findOne(ChunkedUpload, { id: uploadId, owner: owner.id });
+      if (!upload?.partSize || upload.direct || upload.status !== UploadStatus.UPLOADING || upload.offset >= upload.totalSize) return;
+      const merged = await this.mergeParts(owner, upload);
+      if (merged.offset >= merged.totalSize || Date.now() > deadline || !(await this.leases.isHeld(uploadId))) return;
+      await sleep(RELEASE_POLL_MS);
+    }
+  }
+
+  /** Best effort: the cleanup job's sweep deletes what is left. */
+  private dropSpool(uploadId: string): void {
+    this.spool.deleteUpload(uploadId).catch((err: unknown) => this.log.warn({ err, uploadId }, 'could not delete the spooled parts of an upload; the cleanup job will'));
   }
 
   async abort(owner: User, uploadId: string): Promise<ChunkedUpload> {
@@ -516,6 +725,7 @@ export class UploadService {
     }
     if (!(await this.leases.abort(claimed.lease))) throw Errors.uploadLocked();
     await this.store.deleteUpload(uploadId, claimed.upload.storageState ?? null);
+    if (claimed.upload.partSize) this.dropSpool(uploadId);
     this.log.info({ uploadId, offset: claimed.upload.offset, totalSize: claimed.upload.totalSize }, 'upload aborted');
     return this.get(owner, uploadId);
   }
@@ -536,6 +746,7 @@ export class UploadService {
       }
       try {
         await this.store.deleteUpload(upload.id, upload.storageState ?? null);
+        if (upload.partSize) await this.spool.deleteUpload(upload.id);
       } catch (err) {
         this.log.warn({ err, uploadId: upload.id }, 'could not delete the bytes of an aborted upload; the cleanup job will');
       }
@@ -653,4 +864,19 @@ export class UploadService {
 /** Storage that failed on its own becomes an answer a client can act on: retry from `offset` later. */
 function asStorageRefusal(err: unknown, offset: number): unknown {
   return err instanceof StorageUnavailableError ? Errors.storageUnavailable(err.reason, offset) : err;
+}
+
+/** Reads a stream to its end, keeping nothing: how many bytes it had. */
+async function countBytes(data: Readable): Promise<number> {
+  let bytes = 0;
+  await pipeline(
+    data,
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        bytes += chunk.length;
+        done();
+      },
+    }),
+  );
+  return bytes;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { multipartHeaders, uploadChunkBody, UPLOAD_FIELDS, type Multipart } from './multipart';
+import { multipartHeaders, uploadChunkBody, uploadPartBody, UPLOAD_FIELDS, type Multipart } from './multipart';
 
 export { UPLOAD_FIELDS } from './multipart';
 
@@ -131,6 +131,11 @@ export class GraphQLClient {
     options: { chunkMd5?: string; headers?: Record<string, string>; preflight?: boolean } = {},
   ): Promise<GraphQLResult> {
     return this.postMultipart(uploadChunkBody(uploadId, offset, chunk, options), options);
+  }
+
+  /** A real GraphQL multipart uploadPart request. */
+  uploadPart(uploadId: string, partNumber: number, part: Buffer, options: { chunkMd5?: string; signal?: AbortSignal } = {}): Promise<GraphQLResult> {
+    return this.postMultipart(uploadPartBody(uploadId, partNumber, part, options), options);
   }
 
   complete(uploadId: string, fileMd5: string, description?: string) {

@@ -12,6 +12,9 @@ export const UPLOAD_FIELDS = 'id filename description mimeType totalSize offset 
 export const UPLOAD_CHUNK = `mutation($id: ID!, $offset: SafeInt!, $chunk: Upload!, $chunkMd5: String) {
   uploadChunk(uploadId: $id, offset: $offset, chunk: $chunk, chunkMd5: $chunkMd5) { ${UPLOAD_FIELDS} } }`;
 
+export const UPLOAD_PART = `mutation($id: ID!, $part: Int!, $chunk: Upload!, $chunkMd5: String) {
+  uploadPart(uploadId: $id, partNumber: $part, chunk: $chunk, chunkMd5: $chunkMd5) { ${UPLOAD_FIELDS} partSize partCount missingParts } }`;
+
 /** One form field; with `filename` it is a file. */
 export interface MultipartPart {
   name: string;
@@ -59,10 +62,20 @@ export function uploadChunkOperations(uploadId: string, offset: number, chunkMd5
 
 /** An uploadChunk request around a chunk still to be sent (streamed, paused or cut off by the caller). */
 export function uploadChunkEnvelope(uploadId: string, offset: number, options: { chunkMd5?: string } = {}): MultipartEnvelope {
+  return envelope(uploadChunkOperations(uploadId, offset, options.chunkMd5));
+}
+
+/** An uploadPart request around a part still to be sent. */
+export function uploadPartEnvelope(uploadId: string, partNumber: number, options: { chunkMd5?: string } = {}): MultipartEnvelope {
+  return envelope(JSON.stringify({ query: UPLOAD_PART, variables: { id: uploadId, part: partNumber, chunk: null, chunkMd5: options.chunkMd5 ?? null } }));
+}
+
+/** A request with `operations` whose `variables.chunk` is file `0`, the file's bytes left out. */
+function envelope(operations: string): MultipartEnvelope {
   const boundary = newBoundary();
   const fields = encodeMultipart(
     [
-      { name: 'operations', value: uploadChunkOperations(uploadId, offset, options.chunkMd5) },
+      { name: 'operations', value: operations },
       { name: 'map', value: JSON.stringify({ 0: ['variables.chunk'] }) },
     ],
     boundary,
@@ -76,4 +89,10 @@ export function uploadChunkEnvelope(uploadId: string, offset: number, options: {
 export function uploadChunkBody(uploadId: string, offset: number, chunk: Buffer, options: { chunkMd5?: string } = {}): Multipart {
   const { contentType, head, tail } = uploadChunkEnvelope(uploadId, offset, options);
   return { contentType, body: Buffer.concat([head, chunk, tail]) };
+}
+
+/** A whole uploadPart request: operations, map, then the part as file `0`. */
+export function uploadPartBody(uploadId: string, partNumber: number, part: Buffer, options: { chunkMd5?: string } = {}): Multipart {
+  const { contentType, head, tail } = uploadPartEnvelope(uploadId, partNumber, options);
+  return { contentType, body: Buffer.concat([head, part, tail]) };
 }

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import type { GraphQLClient, GraphQLResult } from './client';
-import { multipartHeaders, uploadChunkEnvelope } from './multipart';
+import { multipartHeaders, uploadChunkEnvelope, uploadPartEnvelope, type MultipartEnvelope } from './multipart';
 import { sleep } from './timing';
 import { assertLeaseHeld } from './upload';
 
@@ -19,7 +19,15 @@ export type OpenChunkRequest = ReturnType<typeof openChunkRequest>;
  * `finish` ends the body and waits for the answer, `abort` cuts the connection.
  */
 export function openChunkRequest(client: GraphQLClient, uploadId: string, offset: number) {
-  const { contentType, head, tail } = uploadChunkEnvelope(uploadId, offset);
+  return openStreamedRequest(client, uploadChunkEnvelope(uploadId, offset));
+}
+
+/** The same for an uploadPart request. */
+export function openPartRequest(client: GraphQLClient, uploadId: string, partNumber: number) {
+  return openStreamedRequest(client, uploadPartEnvelope(uploadId, partNumber));
+}
+
+function openStreamedRequest(client: GraphQLClient, { contentType, head, tail }: MultipartEnvelope) {
   const url = new URL(`${client.url}/graphql`);
   const req = http.request({
     host: url.hostname,

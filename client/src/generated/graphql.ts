@@ -29,7 +29,7 @@ export type StartUploadInput = {
   filename: string;
   /** Guessed from the file name when not given. */
   mimeType?: string | null | undefined;
-  /** Send the upload in parts of exactly this size (but the last); needed by direct. */
+  /** Send the upload in parts of exactly this size (but the last), with uploadPart (at most MAX_CHUNK_SIZE) or, direct, to the object store; needed by direct. */
   partSize?: number | null | undefined;
   /** The exact size of the whole file in bytes; 0 is an empty file. */
   totalSize: number;

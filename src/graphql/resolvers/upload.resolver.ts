@@ -3,7 +3,7 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver
 import type { Readable } from 'node:stream';
 import { UploadStatus, type ChunkedUpload } from '../../entities';
 import { Errors } from '../../errors';
-import { MAX_UPLOADS_PAGE } from '../../uploads/upload.service';
+import { MAX_PARTS_AHEAD, MAX_UPLOADS_PAGE } from '../../uploads/upload.service';
 import { requireUser, type RequestContext } from '../context';
 import { SafeInt } from '../scalars';
 import { FileType } from '../types/file.type';
@@ -33,7 +33,13 @@ export class UploadResolver {
   @Query(() => ServerLimits)
   serverLimits(@Ctx() ctx: RequestContext): ServerLimits {
     const { maxFileSize, maxChunkSize } = ctx.services.config;
-    return Object.assign(new ServerLimits(), { maxFileSize, maxChunkSize, directUploads: ctx.services.directUploads.available });
+    return Object.assign(new ServerLimits(), {
+      maxFileSize,
+      maxChunkSize,
+      directUploads: ctx.services.directUploads.available,
+      parallelParts: true,
+      maxPartsAhead: MAX_PARTS_AHEAD,
+    });
   }
 
   @Authorized()
@@ -50,15 +56,18 @@ export class UploadResolver {
     return signed.map((p) => Object.assign(new SignedPart(), p));
   }
 
-  @FieldResolver(() => [Int], { description: 'Part numbers not stored yet, ascending (direct uploads: as the object store lists them; otherwise empty).' })
+  @FieldResolver(() => [Int], {
+    description: 'Part numbers not stored yet, ascending (direct uploads: as the object store lists them); empty for an upload not in parts.',
+  })
   async missingParts(
     @Root() upload: ChunkedUploadType,
     @Arg('first', () => Int, { defaultValue: 100 }) first: number,
     @Ctx() ctx: RequestContext,
   ): Promise<number[]> {
-    const user = requireUser(ctx);
-    if (!upload.direct) return [];
-    return ctx.services.directUploads.missingParts(await ctx.services.uploads.get(user, upload.id), first);
+    if (!upload.partSize) return [];
+    const { uploads, directUploads } = ctx.services;
+    const current = await uploads.get(requireUser(ctx), upload.id);
+    return upload.direct ? directUploads.missingParts(current, first) : uploads.missingParts(current, first);
   }
 
   @Authorized()
@@ -78,6 +87,21 @@ export class UploadResolver {
     @Ctx() ctx: RequestContext,
   ): Promise<ChunkedUploadType> {
     const upload = await ctx.services.uploads.appendChunk(requireUser(ctx), { uploadId, offset, body: openChunk(chunk), chunkMd5 });
+    return this.view(ctx, upload);
+  }
+
+  @Authorized()
+  @Mutation(() => ChunkedUploadType, {
+    description: `Stores one part of an upload started with a partSize: parts in any order and several at once (at most ${MAX_PARTS_AHEAD} past the first one missing); a stored part may be sent again only unchanged.`,
+  })
+  async uploadPart(
+    @Arg('uploadId', () => ID) uploadId: string,
+    @Arg('partNumber', () => Int) partNumber: number,
+    @Arg('chunk', () => GraphQLUpload) chunk: FileUpload,
+    @Arg('chunkMd5', () => String, { nullable: true }) chunkMd5: string | null,
+    @Ctx() ctx: RequestContext,
+  ): Promise<ChunkedUploadType> {
+    const upload = await ctx.services.uploads.appendPart(requireUser(ctx), { uploadId, partNumber, body: openChunk(chunk), chunkMd5 });
     return this.view(ctx, upload);
   }
 

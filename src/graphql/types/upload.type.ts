@@ -83,6 +83,12 @@ export class ServerLimits {
 
   @Field(() => Boolean, { description: 'startUpload(direct: true) is granted: the storage is an object store clients can PUT parts to.' })
   directUploads!: boolean;
+
+  @Field(() => Boolean, { description: 'uploadPart is served: an upload started with a partSize takes its parts in any order, several at once.' })
+  parallelParts!: boolean;
+
+  @Field(() => Int, { description: 'A part numbered more than this past the first part not stored yet is refused (UPLOAD_LOCKED) until the parts before it arrive.' })
+  maxPartsAhead!: number;
 }
 
 @ObjectType()
@@ -123,7 +129,10 @@ export class StartUploadInput {
   @Field(() => String, { nullable: true, description: 'Guessed from the file name when not given.' })
   mimeType?: string | null;
 
-  @Field(() => SafeInt, { nullable: true, description: 'Send the upload in parts of exactly this size (but the last); needed by direct.' })
+  @Field(() => SafeInt, {
+    nullable: true,
+    description: 'Send the upload in parts of exactly this size (but the last), with uploadPart (at most MAX_CHUNK_SIZE) or, direct, to the object store; needed by direct.',
+  })
   partSize?: number | null;
 
   @Field(() => Boolean, { nullable: true, description: 'Ask for a direct upload to object storage (partSize of at least 5 MiB); ChunkedUpload.direct says whether it was granted.' })

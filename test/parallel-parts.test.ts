@@ -1,0 +1,257 @@
+import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { expectCode, expectOk } from './helpers/assert';
+import { md5, randomFile, type GraphQLClient } from './helpers/client';
+import { NEEDS_POSTGRES } from './helpers/database';
+import { openPartRequest } from './helpers/raw-chunk';
+import { S3_SKIP, s3Env } from './helpers/s3';
+import { ProcessFixture } from './helpers/process';
+import { startServer, type TestServer } from './helpers/server';
+import { eventually, sleep } from './helpers/timing';
+import { verifyDownload } from './helpers/upload';
+
+/**
+ * Parallel parts (API.md "Parallel parts"): parts of one upload in any order and several at
+ * once, the offset is the contiguous prefix, the whole-file md5 checked at completion.
+ */
+
+const KiB = 1024;
+const PART = 64 * KiB;
+const START = `mutation($input: StartUploadInput!) { startUpload(input: $input) { id partSize partCount offset missingParts } }`;
+const STATE = `query($id: ID!) { upload(id: $id) { id offset status partSize partCount missingParts(first: 1000) } }`;
+const LIMITS = `{ serverLimits { parallelParts maxPartsAhead } }`;
+
+function partOf(bytes: Buffer, n: number, partSize = PART): Buffer {
+  return bytes.subarray((n - 1) * partSize, Math.min(n * partSize, bytes.length));
+}
+
+async function startParted(client: GraphQLClient, size: number, partSize = PART): Promise<{ id: string; partCount: number }> {
+  return expectOk(await client.request(START, { input: { filename: 'parts.bin', totalSize: size, partSize } })).startUpload;
+}
+
+async function state(client: GraphQLClient, id: string): Promise<{ offset: number; status: string; missingParts: number[]; partCount: number }> {
+  return (await client.data(STATE, { id })).upload;
+}
+
+async function sendPart(client: GraphQLClient, id: string, bytes: Buffer, n: number, partSize = PART): Promise<any> {
+  const part = partOf(bytes, n, partSize);
+  return expectOk(await client.uploadPart(id, n, part, { chunkMd5: md5(part) })).uploadPart;
+}
+
+/** Sends the parts in `order`, `atOnce` requests at a time. */
+async function sendParts(client: GraphQLClient, id: string, bytes: Buffer, order: number[], atOnce = 4, partSize = PART): Promise<void> {
+  const queue = [...order];
+  await Promise.all(
+    Array.from({ length: atOnce }, async () => {
+      for (let n = queue.shift(); n !== undefined; n = queue.shift()) await sendPart(client, id, bytes, n, partSize);
+    }),
+  );
+}
+
+function shuffled(count: number): number[] {
+  const numbers = Array.from({ length: count }, (_, i) => i + 1);
+  for (let i = numbers.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [numbers[i], numbers[j]] = [numbers[j], numbers[i]];
+  }
+  return numbers;
+}
+
+async function spooled(server: TestServer, id?: string): Promise<string[]> {
+  const root = path.join(server.dataDir, 'part-spool');
+  return readdir(id ? path.join(root, id) : root).catch(() => []);
+}
+
+async function complete(client: GraphQLClient, id: string, bytes: Buffer): Promise<any> {
+  return expectOk(await client.complete(id, md5(bytes))).completeUpload;
+}
+
+describe('parallel parts', () => {
+  let server: TestServer;
+  let client: GraphQLClient;
+
+  before(async () => {
+    server = await startServer({ UPLOAD_LOCK_TTL: '2' });
+    client = await server.admin.newUser();
+  });
+  after(() => server?.close());
+
+  it('are offered by serverLimits', async () => {
+    assert.deepEqual((await client.data(LIMITS)).serverLimits, { parallelParts: true, maxPartsAhead: 32 });
+  });
+
+  it('arrive in any order, four at once, and complete with the whole md5; the spool empties', async () => {
+    const bytes = randomFile(20 * PART - 1000);
+    const { id, partCount } = await startParted(client, bytes.length);
+    assert.equal(partCount, 20);
+    await sendParts(client, id, bytes, shuffled(partCount));
+    const stored = await state(client, id);
+    assert.equal(stored.offset, bytes.length, 'every part merged into the prefix');
+    assert.deepEqual(stored.missingParts, []);
+    const file = await complete(client, id, bytes);
+    assert.equal(file.size, bytes.length);
+    assert.equal(file.md5, md5(bytes));
+    await verifyDownload(client, file.id, bytes);
+    assert.deepEqual(await spooled(server, id), [], 'no spooled part is left');
+  });
+
+  it('count only the contiguous prefix in offset; missingParts lists the rest', async () => {
+    const bytes = randomFile(5 * PART);
+    const { id } = await startParted(client, bytes.length);
+    assert.equal((await sendPart(client, id, bytes, 2)).offset, 0, 'part 2 waits for part 1');
+    await sendPart(client, id, bytes, 4);
+    assert.deepEqual((await state(client, id)).missingParts, [1, 3, 5]);
+    assert.equal((await sendPart(client, id, bytes, 1)).offset, 2 * PART, 'part 1 brings part 2 with it');
+    const incomplete = expectCode(await client.complete(id, md5(bytes)), 'UPLOAD_INCOMPLETE');
+    assert.deepEqual(incomplete.extensions?.missingParts, [3, 5]);
+    await sendPart(client, id, bytes, 5);
+    assert.equal((await sendPart(client, id, bytes, 3)).offset, 5 * PART);
+    assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
+  });
+
+  it('take a stored part again only unchanged, before and after it joined the prefix', async () => {
+    const bytes = randomFile(3 * PART);
+    const { id } = await startParted(client, bytes.length);
+    await sendPart(client, id, bytes, 2);
+    assert.equal((await sendPart(client, id, bytes, 2)).offset, 0, 'the same bytes again: accepted');
+    const changed = Buffer.from(partOf(bytes, 2));
+    changed[100] ^= 0xff;
+    expectCode(await client.uploadPart(id, 2, changed), 'BAD_USER_INPUT', 'part 2 with other bytes');
+    await sendPart(client, id, bytes, 1);
+    const changedFirst = Buffer.from(partOf(bytes, 1));
+    changedFirst[0] ^= 0xff;
+    expectCode(await client.uploadPart(id, 1, changedFirst), 'BAD_USER_INPUT', 'part 1 with other bytes, after the merge');
+    await sendPart(client, id, bytes, 1);
+    await sendPart(client, id, bytes, 3);
+    assert.equal((await complete(client, id, bytes)).md5, md5(bytes), 'the first bytes were kept');
+  });
+
+  it('refuse bad parts with the codes of the contract, and keep what is stored', async () => {
+    const bytes = randomFile(3 * PART + 10);
+    const { id } = await startParted(client, bytes.length);
+    await sendPart(client, id, bytes, 1);
+    expectCode(await client.uploadPart(id, 2, partOf(bytes, 2).subarray(1)), 'BAD_USER_INPUT', 'a part one byte short');
+    expectCode(await client.uploadPart(id, 2, Buffer.concat([partOf(bytes, 2), Buffer.from('x')])), 'BAD_USER_INPUT', 'a part one byte long');
+    expectCode(await client.uploadPart(id, 4, Buffer.concat([partOf(bytes, 4), Buffer.from('x')])), 'BAD_USER_INPUT', 'the last part too long');
+    expectCode(await client.uploadPart(id, 5, Buffer.from('x')), 'BAD_USER_INPUT', 'a part past partCount');
+    expectCode(await client.uploadPart(id, 0, Buffer.from('x')), 'BAD_USER_INPUT', 'part 0');
+    expectCode(await client.uploadPart(id, 3, partOf(bytes, 3), { chunkMd5: md5(Buffer.from('other')) }), 'CHECKSUM_MISMATCH', 'a damaged part');
+    expectCode(await client.uploadChunk(id, PART, partOf(bytes, 2)), 'BAD_USER_INPUT', 'uploadChunk on an upload in parts');
+    expectCode(await client.uploadPart('00000000-0000-4000-8000-000000000000', 1, Buffer.from('x')), 'NOT_FOUND');
+    const other = await server.admin.newUser();
+    expectCode(await other.uploadPart(id, 2, partOf(bytes, 2)), 'NOT_FOUND', "another user's upload");
+    const plain = await client.start('plain.bin', 10);
+    expectCode(await client.uploadPart(plain.id, 1, Buffer.alloc(10)), 'BAD_USER_INPUT', 'uploadPart on an upload not in parts');
+    assert.deepEqual((await state(client, id)).missingParts, [2, 3, 4]);
+    await sendParts(client, id, bytes, [4, 3, 2]);
+    assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
+    expectCode(await client.uploadPart(id, 1, partOf(bytes, 1)), 'UPLOAD_NOT_ACTIVE', 'a part after completion');
+  });
+
+  it('refuse a part too far ahead of the first missing one (the spool is bounded)', async () => {
+    const partSize = 1024;
+    const bytes = randomFile(40 * partSize);
+    const { id } = await startParted(client, bytes.length, partSize);
+    const ahead = expectCode(await client.uploadPart(id, 34, partOf(bytes, 34, partSize)), 'UPLOAD_LOCKED', 'part 34 before part 1');
+    assert.match(ahead.message, /part 1\b/);
+    await sendPart(client, id, bytes, 33, partSize);
+    await sendPart(client, id, bytes, 1, partSize);
+    await sendPart(client, id, bytes, 34, partSize);
+    // In order, four at once: never more than a few parts ahead.
+    await sendParts(client, id, bytes, Array.from({ length: 40 }, (_, i) => i + 1).filter((n) => ![1, 33, 34].includes(n)), 4, partSize);
+    assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
+  });
+
+  it('lock each part on its own: the same part twice at once is UPLOAD_LOCKED, other parts go on', async () => {
+    const bytes = randomFile(3 * PART);
+    const { id } = await startParted(client, bytes.length);
+    const slow = openPartRequest(client, id, 2);
+    await slow.send(partOf(bytes, 2).subarray(0, 1000));
+    await sleep(300);
+    expectCode(await client.uploadPart(id, 2, partOf(bytes, 2)), 'UPLOAD_LOCKED', 'part 2 while it is being sent');
+    await sendPart(client, id, bytes, 3);
+    await sendPart(client, id, bytes, 1);
+    await slow.send(partOf(bytes, 2).subarray(1000));
+    expectOk(await slow.finish());
+    assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
+  });
+
+  it('fence off a writer whose part lease ran out: its late bytes never count', async () => {
+    const bytes = randomFile(2 * PART);
+    const { id } = await startParted(client, bytes.length);
+    const stale = openPartRequest(client, id, 1);
+    await stale.send(Buffer.alloc(1000, 0xee));
+    await eventually(async () => assert.equal((await server.sql(`select count(*)::int as n from upload_parts where upload_id = ? and lease_token is not null`, [id]))[0].n, 1));
+    // As if its process had frozen past the lease: a retry takes the part over.
+    await server.sql(`update upload_parts set lease_expires_at = now() - interval '1 second' where upload_id = ? and part_number = 1`, [id]);
+    expectOk(await client.uploadPart(id, 1, partOf(bytes, 1)));
+    // The stale writer sends the rest of its (other) bytes before it notices.
+    await stale.send(Buffer.alloc(PART - 1000, 0xee)).catch(() => {});
+    const answer = await stale.finish().catch(() => undefined);
+    if (answer) expectCode(answer, 'UPLOAD_LOCKED', 'the stale writer');
+    await sendPart(client, id, bytes, 2);
+    const file = await complete(client, id, bytes);
+    await verifyDownload(client, file.id, bytes);
+  });
+
+  it('survive a restart: stored parts stay, and the upload completes after it', async () => {
+    const bytes = randomFile(6 * PART);
+    const { id } = await startParted(client, bytes.length);
+    await sendParts(client, id, bytes, [2, 3, 5, 6]);
+    await server.restart();
+    assert.deepEqual((await state(client, id)).missingParts, [1, 4]);
+    await sendParts(client, id, bytes, [4, 1]);
+    assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
+  });
+
+  it('abort drops the spooled parts; the cleanup sweep drops those of a vanished upload', async () => {
+    const bytes = randomFile(3 * PART);
+    const first = await startParted(client, bytes.length);
+    await sendPart(client, first.id, bytes, 2);
+    assert.equal((await spooled(server, first.id)).length, 1);
+    expectOk(await client.abort(first.id));
+    await eventually(async () => assert.equal((await spooled(server)).includes(first.id), false));
+    const second = await startParted(client, bytes.length);
+    await sendPart(client, second.id, bytes, 3);
+    await server.sql(`update chunked_uploads set status = 'ABORTED' where id = ?`, [second.id]);
+    await server.app.services.cleanup.run();
+    assert.equal((await spooled(server)).includes(second.id), false);
+  });
+});
+
+describe('parallel parts on S3', { skip: S3_SKIP }, () => {
+  it('go to the object store in order through the spool', async () => {
+    const server = await startServer({ ...s3Env(), S3_PART_SIZE: String(5 * 1024 * KiB) });
+    try {
+      const client = await server.admin.newUser();
+      const partSize = 3 * 1024 * KiB;
+      const bytes = randomFile(4 * partSize + 123);
+      const { id, partCount } = await startParted(client, bytes.length, partSize);
+      await sendParts(client, id, bytes, shuffled(partCount), 3, partSize);
+      const file = await complete(client, id, bytes);
+      await verifyDownload(client, file.id, bytes);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('parallel parts across instances', { skip: NEEDS_POSTGRES }, () => {
+  const fixture = new ProcessFixture();
+
+  it('complete when the parts go to two servers at once', async () => {
+    const database = await fixture.database();
+    const shared = await fixture.tempDir('parts-shared');
+    const [a, b] = [await fixture.instance({}, shared, database), await fixture.instance({}, shared, database)];
+    const bytes = randomFile(12 * PART);
+    const { id } = await startParted(a.admin, bytes.length);
+    const order = shuffled(12);
+    await Promise.all([
+      sendParts(a.admin, id, bytes, order.filter((_, i) => i % 2 === 0), 2),
+      sendParts(b.admin, id, bytes, order.filter((_, i) => i % 2 === 1), 2),
+    ]);
+    assert.equal((await complete(b.admin, id, bytes)).md5, md5(bytes));
+  });
+});

@@ -147,12 +147,12 @@ export class UploadService {
     const mimeType = cleanMimeType(input.mimeType);
     const totalSize = input.deferLength ? this.config.maxFileSize : requireByteCount(input.totalSize, 'totalSize');
     const expectedMd5 = input.expectedMd5 == null ? null : parseMd5(input.expectedMd5, 'md5');
-    const partSize = checkPartSize(input, totalSize, this.config.maxChunkSize);
+    // Granted only where the store takes bytes itself; an empty file has no part to send.
+    const direct = Boolean(input.direct) && this.store.direct !== undefined && totalSize > 0;
+    const partSize = checkPartSize(input, totalSize, { maxChunkSize: this.config.maxChunkSize, directGranted: direct });
     if (totalSize > this.config.maxFileSize) {
       throw Errors.payloadTooLarge(`totalSize ${totalSize} passes the largest allowed file (${this.config.maxFileSize} bytes).`);
     }
-    // Granted only where the store takes bytes itself; an empty file has no part to send.
-    const direct = Boolean(input.direct) && this.store.direct !== undefined && totalSize > 0;
     const em = this.orm.em.fork();
     const { maxUploadsInProgress } = this.config.limits;
     // A soft cap (two starts at once may both pass it by one): it bounds what one user can

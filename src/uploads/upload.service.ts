@@ -650,9 +650,15 @@ export class UploadService {
     const md5 = input.md5 === undefined ? undefined : parseMd5(input.md5, 'md5');
     const description = input.description == null ? undefined : cleanDescription(input.description);
     if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
-    await this.settleParts(owner, input.uploadId);
-    const claimSentAt = Date.now();
-    const claimed = await this.leases.claim(input.uploadId, owner.id);
+    let claimSentAt = Date.now();
+    let claimed = await this.leases.claim(input.uploadId, owner.id);
+    if (!claimed || hasPartsToMerge(claimed.upload)) {
+      if (claimed) await this.release(claimed.lease);
+      if (await this.settleParts(owner, input.uploadId)) {
+        claimSentAt = Date.now();
+        claimed = await this.leases.claim(input.uploadId, owner.id);
+      }
+    }
     if (!claimed) {
       const replay = await this.explainRefusal(input.uploadId, owner.id, { completing: { md5 } });
       if (replay instanceof File) return replay;
@@ -695,15 +701,16 @@ export class UploadService {
 
   /**
    * An upload in parts can complete once its stored parts are merged into its prefix: merges
-   * them, or waits (up to a lease's lifetime) while another request is merging them.
+   * them, or waits (up to a lease's lifetime) while another request is merging them. False for
+   * any other upload (nothing done).
    */
-  private async settleParts(owner: User, uploadId: string): Promise<void> {
+  private async settleParts(owner: User, uploadId: string): Promise<boolean> {
     const deadline = Date.now() + this.config.uploadLockTtlSeconds * 1000;
     for (;;) {
       const upload = await this.orm.em.fork().findOne(ChunkedUpload, { id: uploadId, owner: owner.id });
-      if (!upload?.partSize || upload.direct || upload.status !== UploadStatus.UPLOADING || upload.offset >= upload.totalSize) return;
+      if (!upload || !hasPartsToMerge(upload)) return upload?.partSize != null && !upload.direct;
       const merged = await this.mergeParts(owner, upload);
-      if (merged.offset >= merged.totalSize || Date.now() > deadline || !(await this.leases.isHeld(uploadId))) return;
+      if (merged.offset >= merged.totalSize || Date.now() > deadline || !(await this.leases.isHeld(uploadId))) return true;
       await sleep(RELEASE_POLL_MS);
     }
   }
@@ -864,6 +871,11 @@ export class UploadService {
 /** Storage that failed on its own becomes an answer a client can act on: retry from `offset` later. */
 function asStorageRefusal(err: unknown, offset: number): unknown {
   return err instanceof StorageUnavailableError ? Errors.storageUnavailable(err.reason, offset) : err;
+}
+
+/** An upload in parts still in progress whose prefix does not cover the file yet. */
+function hasPartsToMerge(upload: ChunkedUpload): boolean {
+  return upload.partSize != null && !upload.direct && upload.status === UploadStatus.UPLOADING && upload.offset < upload.totalSize;
 }
 
 /** Reads a stream to its end, keeping nothing: how many bytes it had. */

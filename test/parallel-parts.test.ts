@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { expectCode, expectOk } from './helpers/assert';
@@ -218,6 +218,33 @@ describe('parallel parts', () => {
     await server.sql(`update chunked_uploads set status = 'ABORTED' where id = ?`, [second.id]);
     await server.app.services.cleanup.run();
     assert.equal((await spooled(server)).includes(second.id), false);
+  });
+});
+
+describe('parallel parts, merged in segments', () => {
+  let server: TestServer;
+  let client: GraphQLClient;
+  // Parts of 3 KiB merged in segments of 8 KiB (the largest chunk): commits fall inside parts.
+  before(async () => {
+    server = await startServer({ MAX_CHUNK_SIZE: String(8 * KiB) });
+    client = await server.admin.newUser();
+  });
+  after(() => server?.close());
+
+  it('forget a part lost from the spool, ask for it again, and resume the merge inside a part', async () => {
+    const partSize = 3 * KiB;
+    const bytes = randomFile(5 * partSize);
+    const { id } = await startParted(client, bytes.length, partSize);
+    await sendParts(client, id, bytes, [2, 3, 4, 5], 1, partSize);
+    const lost = (await spooled(server, id)).find((name) => name.startsWith('4.'))!;
+    await rm(path.join(server.dataDir, 'part-spool', id, lost));
+    // The first segment commits 8 KiB, inside part 3; the next fails at part 4, which is
+    // forgotten, and the merge starts again 2 KiB into part 3's spool file.
+    const merged = await sendPart(client, id, bytes, 1, partSize);
+    assert.equal(merged.offset, 3 * partSize, 'parts 1 to 3 are merged');
+    assert.deepEqual(merged.missingParts, [4], 'the lost part is missing again');
+    assert.equal((await sendPart(client, id, bytes, 4, partSize)).offset, bytes.length);
+    assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
   });
 });
 

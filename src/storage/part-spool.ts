@@ -14,6 +14,18 @@ export interface SpoolPart {
   size: number;
 }
 
+/** A stored part's spool file is gone or not its recorded size (the disk lost it): it must be sent again. */
+export class SpooledPartLost extends Error {
+  constructor(
+    readonly uploadId: string,
+    readonly part: SpoolPart,
+    foundSize: number | undefined,
+  ) {
+    super(`Spooled part ${part.partNumber} of upload ${uploadId} ${foundSize === undefined ? 'is missing' : `has ${foundSize} bytes, not ${part.size}`}.`);
+    this.name = 'SpooledPartLost';
+  }
+}
+
 /**
  * Local disk where the parts of an upload in parts wait until the upload's contiguous prefix
  * reaches them (then they are appended to the store in order, hashed on the way, and deleted):
@@ -58,8 +70,14 @@ export class PartSpool {
         let start = skip;
         for (const part of parts) {
           const file = spool.partPath(uploadId, part.partNumber, part.generation);
-          const { size } = await stat(file);
-          if (size !== part.size) throw new Error(`Spooled part ${part.partNumber} of upload ${uploadId} has ${size} bytes, not ${part.size}.`);
+          const size = await stat(file).then(
+            (found) => found.size,
+            (err: NodeJS.ErrnoException) => {
+              if (err.code === 'ENOENT') return undefined;
+              throw err;
+            },
+          );
+          if (size !== part.size) throw new SpooledPartLost(uploadId, part, size);
           yield* createReadStream(file, { start, highWaterMark: WRITE_BUFFER_BYTES });
           start = 0;
         }

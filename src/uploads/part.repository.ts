@@ -128,6 +128,14 @@ export class PartRepository {
     );
   }
 
+  /** The part's stored bytes were lost: it is missing again, for the client to resend. */
+  async forget(uploadId: string, part: { partNumber: number; generation: number }): Promise<void> {
+    await this.orm.em.getConnection().execute(
+      `update upload_parts set stored_generation = null, size = null, md5 = null where upload_id = ? and part_number = ? and stored_generation = ?`,
+      [uploadId, part.partNumber, part.generation],
+    );
+  }
+
   /** Whether a live writer holds the part's lease right now. */
   async isHeld(uploadId: string, partNumber: number): Promise<boolean> {
     const rows = await this.orm.em

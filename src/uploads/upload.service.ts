@@ -23,7 +23,7 @@ import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
 import { MAX_PARTS, checkPartSize, partCountOf, type DirectUploadService } from './direct-upload.service';
 import type { Claimed, Lease, LeaseRepository } from './lease.repository';
 import type { PartClaim, PartRepository } from './part.repository';
-import type { PartSpool } from '../storage/part-spool';
+import { SpooledPartLost, type PartSpool } from '../storage/part-spool';
 
 export interface StartUploadInput {
   filename: string;
@@ -396,6 +396,12 @@ export class UploadService {
       try {
         upload = await this.writeBody(owner, upload.id, upload.offset, watch, { segmented: true, mergingParts: true });
       } catch (err) {
+        if (err instanceof SpooledPartLost) {
+          this.log.error({ uploadId: upload.id, partNumber: err.part.partNumber, err }, 'a stored part was lost from the spool: it is missing again, for the client to resend');
+          await this.parts.forget(upload.id, err.part);
+          upload = await this.get(owner, upload.id);
+          continue;
+        }
         const code = toDomainError(err)?.code;
         if (code !== 'UPLOAD_LOCKED' && code !== 'OFFSET_MISMATCH') throw err;
         upload = await this.get(owner, upload.id);

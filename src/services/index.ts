@@ -11,6 +11,7 @@ import { DirectUploadService } from '../uploads/direct-upload.service';
 import { FileVerifier } from '../uploads/file-verifier';
 import { LeaseRepository } from '../uploads/lease.repository';
 import { PartRepository } from '../uploads/part.repository';
+import { StreamSlots } from '../uploads/stream-slots';
 import { UploadService } from '../uploads/upload.service';
 import { AccessTokenService } from './access-token.service';
 import { AuthService } from './auth.service';
@@ -55,7 +56,8 @@ export function createServices(
   // Next to the disk store's own directories: the same volume.
   const spool = new PartSpool(path.join(config.dataDir, 'part-spool'), { fsync: config.chunkFsync });
   const gcPacer = GcPacer.create(config.gcPaceBytes, log);
-  const uploads = new UploadService(orm, leases, store, md5, files, quotas, config, log, metrics, directUploads, parts, spool, gcPacer);
+  const streams = new StreamSlots(config.limits.maxStreamsPerUser);
+  const uploads = new UploadService(orm, leases, store, md5, files, quotas, config, log, metrics, directUploads, parts, spool, streams, gcPacer);
   const cleanup = new CleanupService(orm, leases, store, spool, throttle, log);
   return {
     config,

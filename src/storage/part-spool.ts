@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdir, open, opendir, readdir, rm, stat } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
@@ -84,6 +85,18 @@ export class PartSpool {
       })(),
       { objectMode: false },
     );
+  }
+
+  /** The md5 (hex) of a spooled part; undefined once it is gone (appended to its upload). */
+  async md5Of(uploadId: string, part: { partNumber: number; generation: number }): Promise<string | undefined> {
+    const hash = createHash('md5');
+    try {
+      for await (const data of createReadStream(this.partPath(uploadId, part.partNumber, part.generation))) hash.update(data as Buffer);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    return hash.digest('hex');
   }
 
   /** Drops every attempt at these parts (merged into the store, or superseded). */

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { LISTENER_APPLICATION_NAME } from '../src/events/listener';
+import { AuthCache } from '../src/services/auth-cache';
 import { expectCode } from './helpers/assert';
 import { runCli, show } from './helpers/cli';
 import { GraphQLClient, tag } from './helpers/client';
@@ -340,5 +341,69 @@ describe('authentication cache on two instances of one database', { skip: NEEDS_
       await sql.end();
     }
     await eventually(async () => expectCode(await leoOnB.request(ME), 'UNAUTHENTICATED', 'an UPDATE of users in SQL'));
+  });
+});
+
+describe('AuthCache', () => {
+  const entry = (userId: string, until?: number) => ({
+    userRow: { id: userId },
+    userId,
+    tokenVersion: 0,
+    credential: { kind: 'login' as const, tokenId: `t-${userId}`, expiresAt: new Date(Date.now() + 3_600_000) },
+    until,
+  });
+  const listening = (capacity = 10) => {
+    const cache = new AuthCache(30_000, undefined, undefined, capacity);
+    cache.listenerConnected(true);
+    return cache;
+  };
+
+  it('holds at most its capacity, letting the least recently used go first', () => {
+    const cache = listening(3);
+    for (const id of ['a', 'b', 'c']) cache.set(id, entry(id), cache.version);
+    assert.ok(cache.get('a'), 'a is used: b is now the least recent');
+    cache.set('d', entry('d'), cache.version);
+    assert.equal(cache.size, 3);
+    assert.equal(cache.get('b'), undefined);
+    assert.deepEqual(['a', 'c', 'd'].map((key) => cache.get(key)?.userId), ['a', 'c', 'd']);
+  });
+
+  it('serves nothing past its time, nothing while not listening, and keeps no answer read before an invalidation', () => {
+    const cache = listening();
+    cache.set('expired', entry('x', Date.now() - 1), cache.version);
+    assert.equal(cache.get('expired'), undefined);
+
+    const version = cache.version;
+    cache.invalidateUser('someone else');
+    cache.set('raced', entry('y'), version);
+    assert.equal(cache.get('raced'), undefined, 'a change heard while the read was on its way');
+
+    cache.set('kept', entry('z'), cache.version);
+    cache.listenerConnected(false);
+    assert.equal(cache.serving, false);
+    assert.equal(cache.get('kept'), undefined);
+    cache.set('while down', entry('w'), cache.version);
+    cache.listenerConnected(true);
+    assert.equal(cache.size, 0, 'starts empty once listening again');
+
+    const off = new AuthCache(0);
+    off.listenerConnected(true);
+    off.set('k', entry('k'), off.version);
+    assert.equal(off.get('k'), undefined);
+  });
+
+  it('forgets a user’s entries and a revoked login token on notification; an unknown payload empties it', () => {
+    const cache = listening();
+    cache.set('login:t1', entry('u1'), cache.version);
+    cache.set('access:h1', entry('u1'), cache.version);
+    cache.set('login:t2', entry('u2'), cache.version);
+    cache.set('login:t3', entry('u3'), cache.version);
+    cache.notified(JSON.stringify({ userId: 'u1' }));
+    assert.deepEqual([cache.get('login:t1'), cache.get('access:h1')], [undefined, undefined]);
+    cache.notified(JSON.stringify({ tokenId: 't2' }));
+    assert.equal(cache.get('login:t2'), undefined);
+    assert.ok(cache.get('login:t3'));
+    cache.notified('not json');
+    assert.equal(cache.size, 0);
   });
 });

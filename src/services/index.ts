@@ -5,6 +5,7 @@ import type { ServerConfig } from '../config';
 import { GcPacer } from '../gc-pacer';
 import type { Md5Pool } from '../hashing/md5-pool';
 import { NO_UPLOAD_METRICS, type UploadMetrics } from '../metrics';
+import { AuthCache, NO_AUTH_CACHE_METRICS, type AuthCacheMetrics } from './auth-cache';
 import type { FileStore } from '../storage/file-store';
 import { PartSpool } from '../storage/part-spool';
 import { DirectUploadService } from '../uploads/direct-upload.service';
@@ -25,6 +26,8 @@ import { UserService } from './user.service';
 export interface Services {
   config: ServerConfig;
   auth: AuthService;
+  /** Principals of recent requests; serves only once the event listener (app.ts) hears its invalidations. */
+  authCache: AuthCache;
   cleanup: CleanupService;
   files: FileService;
   quotas: QuotaService;
@@ -43,13 +46,14 @@ export function createServices(
   md5: Md5Pool,
   config: ServerConfig,
   log: Logger,
-  metrics: UploadMetrics = NO_UPLOAD_METRICS,
+  metrics: UploadMetrics & AuthCacheMetrics = { ...NO_UPLOAD_METRICS, ...NO_AUTH_CACHE_METRICS },
 ): Services {
   const throttle = new LoginThrottleService(orm);
-  const auth = new AuthService(orm, throttle, config, log);
+  const authCache = new AuthCache(config.authCacheTtlSeconds * 1000, metrics, log);
+  const auth = new AuthService(orm, throttle, config, log, authCache);
   const files = new FileService(orm, store, log);
   const leases = new LeaseRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds, Boolean(config.databaseUrl));
-  const quotas = new QuotaService(orm, log);
+  const quotas = new QuotaService(orm, log, authCache);
   const verifier = new FileVerifier(orm, store, { leaseSeconds: config.uploadLockTtlSeconds, pollMs: config.verifyPollMs, maxRate: config.verifyMaxRate }, log);
   const directUploads = new DirectUploadService(orm, leases, store, files, verifier, config, log);
   const parts = new PartRepository(orm, config.uploadLockTtlSeconds, config.uploadTtlSeconds);
@@ -62,14 +66,15 @@ export function createServices(
   return {
     config,
     auth,
+    authCache,
     files,
     quotas,
     uploads,
     directUploads,
     verifier,
-    users: new UserService(orm, throttle, config.defaultUserQuota),
-    userAdmin: new UserAdmin(orm, uploads),
-    accessTokens: new AccessTokenService(orm),
+    users: new UserService(orm, throttle, config.defaultUserQuota, authCache),
+    userAdmin: new UserAdmin(orm, uploads, authCache),
+    accessTokens: new AccessTokenService(orm, authCache),
     cleanup,
   };
 }

@@ -375,6 +375,14 @@ class Bench {
   }
 
   async notePhase(name) {
+    // A process gone mid-run (it crashed, or something else on the machine signalled it) ends
+    // the bench here, with its name and how it ended rather than a missing /proc entry.
+    for (const proc of Object.values(this.procs)) {
+      if (!proc.alive) {
+        const { exitCode, signalCode } = proc.child;
+        throw new Error(`the ${proc.name} process exited during ${name} (${signalCode ? `signal ${signalCode}` : `exit code ${exitCode}`}); see ${proc.logFile}`);
+      }
+    }
     this.phaseMemory[name] = Object.fromEntries(await Promise.all(Object.entries(this.procs).map(async ([n, proc]) => [n, await memory(proc.pid)])));
   }
 

@@ -206,6 +206,18 @@ describe('parallel parts', () => {
     assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
   });
 
+  it('refuse a part whose upload was aborted while it was being sent, and keep none of it', async () => {
+    const bytes = randomFile(2 * PART);
+    const { id } = await startParted(client, bytes.length);
+    const slow = openPartRequest(client, id, 1);
+    await slow.send(partOf(bytes, 1).subarray(0, 1000));
+    await eventually(async () => assert.equal((await server.sql(`select count(*)::int as n from upload_parts where upload_id = ? and lease_token is not null`, [id]))[0].n, 1));
+    expectOk(await client.abort(id));
+    await slow.send(partOf(bytes, 1).subarray(1000));
+    expectCode(await slow.finish(), 'UPLOAD_NOT_ACTIVE');
+    await eventually(async () => assert.deepEqual(await spooled(server, id), []));
+  });
+
   it('fence off a writer whose part lease ran out: its late bytes never count', async () => {
     const bytes = randomFile(2 * PART);
     const { id } = await startParted(client, bytes.length);

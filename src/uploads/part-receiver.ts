@@ -94,8 +94,9 @@ export class PartReceiver {
       }
       const upload = await this.parts.commit(lease, { size, md5: md5 ?? null });
       if (!upload) {
+        // The part's lease was taken over, or the upload ended (aborted, expired) meanwhile.
         await this.spool.deleteAttempt(uploadId, partNumber, lease.generation);
-        throw Errors.uploadLocked();
+        throw await this.explainRefusal(uploadId, owner.id, partNumber);
       }
       committed = true;
       return upload;

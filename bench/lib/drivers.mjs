@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import { GraphQLError } from './http-client.mjs';
 
 const uniqueName = (label) => `bench-${label}-${randomBytes(4).toString('hex')}`;
 
@@ -27,14 +28,7 @@ export async function graphqlUpload({ api, source, md5 }, spec, run) {
   const upload = await api.startUpload(`${uniqueName(label)}.bin`, size);
   const t1 = performance.now();
   await sendChunks(spec, (offset, length) => api.uploadChunk(upload.id, offset, source, start + offset, length));
-  const t2 = performance.now();
-  const file = await api.completeUpload(upload.id, md5);
-  const t3 = performance.now();
-  run.fileId = file.id;
-  if (file.md5 !== md5 || file.size !== size) {
-    throw new Error(`verification failed: completeUpload says md5 ${file.md5}, ${file.size} bytes; the source range has md5 ${md5}, ${size} bytes`);
-  }
-  Object.assign(run, { seconds: (t3 - t0) / 1000, chunkSeconds: (t2 - t1) / 1000, startMs: t1 - t0, completeMs: t3 - t2 });
+  await completeAndCheck(api, upload.id, { md5, size }, run, { t0, t1 });
 }
 
 /** Parts in flight at once for graphql-parts: what the SDK's direct uploads send, well under serverLimits.maxPartsAhead (32). */
@@ -42,8 +36,7 @@ export const PARTS_IN_FLIGHT = 4;
 
 /**
  * Our GraphQL path in parts: startUpload with partSize = chunkSize → uploadPart with
- * PARTS_IN_FLIGHT requests at once, taken in ascending order by a small worker pool (so the
- * server's contiguous prefix keeps up and maxPartsAhead is never met) → completeUpload.
+ * PARTS_IN_FLIGHT requests at once, taken in ascending order by a small worker pool → completeUpload.
  * `latencies` gets each part's request time, as sendChunks gives each chunk's.
  */
 export async function graphqlPartsUpload({ api, source, md5 }, spec, run) {
@@ -65,7 +58,7 @@ export async function graphqlPartsUpload({ api, source, md5 }, spec, run) {
       const length = Math.min(partSize, size - partStart);
       const c0 = performance.now();
       try {
-        const answer = await api.uploadPart(upload.id, n, source, start + partStart, length);
+        const answer = await sendPart(api, upload.id, n, source, start + partStart, length);
         latencies?.push(performance.now() - c0);
         offset = Math.max(offset, answer.offset);
       } catch (err) {
@@ -75,12 +68,31 @@ export async function graphqlPartsUpload({ api, source, md5 }, spec, run) {
   };
   await Promise.all(Array.from({ length: Math.min(inFlight, partCount) }, worker));
   if (failure) throw failure;
-  // Not a failure: a part that arrives while another request is merging leaves its merge to
-  // that request, which may miss it by a hair; completeUpload then merges it (and its time
-  // shows it). Kept to see how often.
+  // The server appends stored parts to the upload after answering; completeUpload waits for
+  // what is left (its time shows it). Kept to see how much that is.
   run.unmergedAfterParts = size - offset;
+  await completeAndCheck(api, upload.id, { md5, size }, run, { t0, t1 });
+}
+
+/**
+ * uploadPart, sent again while the server answers UPLOAD_LOCKED: a part more than maxPartsAhead
+ * past the upload's offset waits for the server to append the parts before it (a loaded machine).
+ */
+async function sendPart(api, uploadId, n, source, start, length) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await api.uploadPart(uploadId, n, source, start, length);
+    } catch (err) {
+      if (!(err instanceof GraphQLError) || err.errors[0]?.extensions?.code !== 'UPLOAD_LOCKED' || attempt === 200) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+/** completeUpload, its md5 and size checked, and the run's timings (t0: start, t1: first byte sent). */
+async function completeAndCheck(api, uploadId, { md5, size }, run, { t0, t1 }) {
   const t2 = performance.now();
-  const file = await api.completeUpload(upload.id, md5);
+  const file = await api.completeUpload(uploadId, md5);
   const t3 = performance.now();
   run.fileId = file.id;
   if (file.md5 !== md5 || file.size !== size) {

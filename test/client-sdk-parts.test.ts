@@ -163,7 +163,9 @@ describe('client SDK: uploads in parallel parts (uploadPart)', () => {
     const bytes = randomFile(partCount * 16 * KiB - 100);
     // The first maxPartsAhead + 1 requests wait for each other: all the window allows.
     const recorder = recordingFetch(maxPartsAhead + 1);
-    const sdk = await client({ fetch: recorder.fetch });
+    // More patience than the other tests: a part at the window's edge waits for the server to
+    // append the stored parts before it to its prefix (UPLOAD_LOCKED until then).
+    const sdk = await client({ fetch: recorder.fetch, retry: { retries: 20, minDelayMs: 10, maxDelayMs: 500 } });
     const retries: string[] = [];
     const result = await sdk.upload(new Blob([bytes]), {
       filename: 'window.bin',

@@ -227,6 +227,11 @@ interface PartPlan<T> {
   parallel: number;
   /** The server's maxPartsAhead: it refuses a part further than this past the first part it lacks. */
   maxAhead?: number;
+  /**
+   * The first part the server lacks as its last answer put it: it appends stored parts to its
+   * prefix in order, and may answer for a part before another request has appended it.
+   */
+  serverFirstMissing?: () => number;
   /** The whole-file md5, fed every part in order; without it only the missing parts are read. */
   hasher?: Md5Hasher;
   /** For each part's own md5 (verifyChunks). */
@@ -777,6 +782,10 @@ export class BaseUploadClient {
       options.onProgress?.({ ...progress });
     };
     const limits = await this.limitsFor(options);
+    let serverFirstMissing = Math.floor(upload.offset / partSize) + 1;
+    const answered = (state: UploadState) => {
+      serverFirstMissing = Math.max(serverFirstMissing, Math.floor(state.offset / partSize) + 1);
+    };
     let missing = await this.missingParts(upload, slot, fresh, options);
     const resumedFrom = upload.status === 'UPLOADING' ? storedBytes(size, partSize, partCount, missing) : size;
     if (progress.uploadId !== uploadId) progress.bytesTransferred = 0;
@@ -794,11 +803,12 @@ export class BaseUploadClient {
           missing,
           parallel: parallelPartsOf(options),
           maxAhead: limits?.maxPartsAhead,
+          serverFirstMissing: () => serverFirstMissing,
           hasher: hashing ? hasher : undefined,
           partHasher,
           group: 1,
           prepare: async (parts) => parts.map(() => undefined),
-          send: (part, _, written) => this.sendServerPart(uploadId, part, options, written),
+          send: async (part, _, written) => answered(await this.sendServerPart(uploadId, part, options, written)),
         });
       } catch (err) {
         if (err instanceof UploadError && (err.code === 'UPLOAD_EXPIRED' || err.code === 'NOT_FOUND')) throw await this.startOver(uploadId, slot, fresh, err);
@@ -844,12 +854,12 @@ export class BaseUploadClient {
    * accepted again), when its chunkMd5 did not match (damaged on the way), or when the user has
    * too many chunks streaming (RATE_LIMITED with a short retryAfter).
    */
-  private async sendServerPart(uploadId: string, part: PartToSend, options: UploadOptions, written: (bytes: number) => void): Promise<void> {
+  private async sendServerPart(uploadId: string, part: PartToSend, options: UploadOptions, written: (bytes: number) => void): Promise<UploadState> {
     const { signal } = options;
     for (let attempt = 0; ; attempt++) {
       throwIfAborted(signal);
       try {
-        await this.transport.requestWithFile(
+        const { uploadPart } = await this.transport.requestWithFile(
           UploadPartDocument,
           { uploadId, partNumber: part.n, chunk: null, chunkMd5: part.md5 ?? null },
           'chunk',
@@ -857,7 +867,7 @@ export class BaseUploadClient {
           signal,
           written,
         );
-        return;
+        return uploadPart;
       } catch (err) {
         if (signal?.aborted) throw abortReason(signal);
         if (isAbortError(err) || !(err instanceof UploadError)) throw err;
@@ -912,8 +922,10 @@ export class BaseUploadClient {
       for (const bytes of written.values()) position += bytes;
       return Math.max(progress.bytesTransferred, Math.min(position, size));
     };
+    // With nothing on its way a part goes regardless: a refusal is retried, and asks the server again.
     const mayStart = (n: number) =>
-      inFlight.size < plan.parallel && (plan.maxAhead === undefined || inFlight.size === 0 || n <= Math.min(...inFlight.keys()) + plan.maxAhead);
+      inFlight.size < plan.parallel &&
+      (plan.maxAhead === undefined || inFlight.size === 0 || n <= Math.min(...inFlight.keys(), plan.serverFirstMissing?.() ?? Infinity) + plan.maxAhead);
 
     const launch = async () => {
       if (group.length === 0) return;

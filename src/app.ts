@@ -216,7 +216,7 @@ export async function createApp(
         // Operations whose clients left are still releasing their leases: let them.
         await inFlight.settled(SHUTDOWN_GRACE_MS);
         await services.verifier.stop();
-        services.uploads.close();
+        await services.uploads.close();
         await events.close();
         await md5.close();
         await database.close();

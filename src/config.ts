@@ -61,6 +61,7 @@ const envSchema = z
     VERIFY_POLL_MS: integer(50, 3_600_000).default(2000),
     VERIFY_MAX_RATE: integer(0).default(0),
     SUBSCRIPTION_TOKEN_RECHECK: integer(1, 3600).default(60),
+    AUTH_CACHE_TTL: integer(0, 300).default(30),
     GRAPHQL_INTROSPECTION: booleanFlag.optional(),
     GRAPHQL_PLAYGROUND: booleanFlag.optional(),
     FEDERATION: booleanFlag.default(false),
@@ -144,6 +145,11 @@ export interface Config {
   verifyMaxRate: number;
   /** Seconds between two checks of an open WebSocket's token (a revoked one closes it). */
   subscriptionTokenRecheckSeconds: number;
+  /**
+   * How long an authenticated token's principal is served from memory (0: every request asks
+   * the database). Changes end it sooner, by notification (services/auth-cache.ts).
+   */
+  authCacheTtlSeconds: number;
   introspection: boolean;
   /** The Apollo Sandbox landing page at GET /graphql. */
   playground: boolean;
@@ -197,7 +203,7 @@ export class ConfigError extends Error {
 const SERVER_ONLY = new Set([
   'PORT', 'HOST', 'CORS_ORIGINS', 'TRUST_PROXY', 'GRAPHQL_INTROSPECTION', 'GRAPHQL_PLAYGROUND', 'FEDERATION',
   'CLEANUP_INTERVAL', 'VERIFY_POLL_MS', 'VERIFY_MAX_RATE', 'DIRECT_URL_TTL', 'BODY_TIMEOUT', 'GC_PACE', 'JWT_TTL', 'DOWNLOAD_LINK_TTL', 'ADMIN_USERNAME', 'ADMIN_PASSWORD',
-  'SUBSCRIPTION_TOKEN_RECHECK',
+  'SUBSCRIPTION_TOKEN_RECHECK', 'AUTH_CACHE_TTL',
 ]);
 
 /** `server`: every setting; `maintenance`: the CLI's commands, which ignore SERVER_ONLY. */
@@ -266,6 +272,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, scope: ConfigSc
     verifyPollMs: e.VERIFY_POLL_MS,
     verifyMaxRate: e.VERIFY_MAX_RATE,
     subscriptionTokenRecheckSeconds: e.SUBSCRIPTION_TOKEN_RECHECK,
+    authCacheTtlSeconds: e.AUTH_CACHE_TTL,
     introspection: e.GRAPHQL_INTROSPECTION ?? e.NODE_ENV !== 'production',
     playground: e.GRAPHQL_PLAYGROUND ?? e.NODE_ENV !== 'production',
     federation: e.FEDERATION,

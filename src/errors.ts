@@ -94,9 +94,9 @@ export const Errors = {
       expectedOffset,
     }),
   uploadLocked: (message = 'Another request is writing to this upload right now. Retry when it has finished.') => new AppError('UPLOAD_LOCKED', message),
-  partTooFarAhead: (partNumber: number, firstMissing: number, maxAhead: number) =>
+  partTooFarAhead: (partNumber: number, firstUnmerged: number, maxAhead: number) =>
     Errors.uploadLocked(
-      `Part ${partNumber} is more than ${maxAhead} parts past part ${firstMissing}, the first one not stored yet: send the earlier parts first, then this one.`,
+      `Part ${partNumber} is more than ${maxAhead} parts past part ${firstUnmerged}, where the upload's offset stands: send the parts before it first, or retry once they have been appended.`,
     ),
   payloadTooLarge: (message: string) => new AppError('PAYLOAD_TOO_LARGE', message),
   uploadIncomplete: (offset: number, totalSize: number, more: { missingParts?: number[] } = {}) =>

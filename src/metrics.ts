@@ -1,6 +1,7 @@
 import type { Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AuthCacheMetrics, AuthCacheResult } from './services/auth-cache';
 import { withTimeout } from './time-limit';
 
 /** What the upload service tells the metrics: one call per chunk, commit or completion, never per buffer. */
@@ -21,13 +22,14 @@ const COUNT_TIMEOUT_MS = 2_000;
  * The server's Prometheus metrics, in a registry of its own (never prom-client's global one):
  * several servers in one process (the tests) each count their own.
  */
-export class Metrics implements UploadMetrics {
+export class Metrics implements UploadMetrics, AuthCacheMetrics {
   readonly registry = new Registry();
   private readonly bytesReceived: Counter;
   private readonly chunks: Counter<'result'>;
   private readonly completed: Counter;
   private readonly chunkDuration: Histogram;
   private readonly httpRequests: Counter<'route' | 'status'>;
+  private readonly authCacheLookups: Counter<'result'>;
 
   constructor(options: { countUploadsInProgress: () => Promise<number>; countSubscribers?: () => number; log: Logger }) {
     const registers = [this.registry];
@@ -57,6 +59,13 @@ export class Metrics implements UploadMetrics {
       labelNames: ['route', 'status'],
       registers,
     });
+    this.authCacheLookups = new Counter({
+      name: 'auth_cache_lookups_total',
+      help: 'Bearer tokens authenticated, by result: hit (from memory), miss (read from the database), bypass (AUTH_CACHE_TTL=0, or the event listener is not connected).',
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['hit', 'miss', 'bypass'] as const) this.authCacheLookups.inc({ result }, 0);
     const { countUploadsInProgress, countSubscribers, log } = options;
     new Gauge({
       name: 'graphql_subscriptions',
@@ -94,6 +103,10 @@ export class Metrics implements UploadMetrics {
 
   uploadCompleted(): void {
     this.completed.inc();
+  }
+
+  authCacheLookup(result: AuthCacheResult): void {
+    this.authCacheLookups.inc({ result });
   }
 
   /** Counts every request once it is answered (or its client has gone), by route pattern and status. */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { expectCode, expectOk } from './helpers/assert';
@@ -40,12 +40,23 @@ async function sendPart(client: GraphQLClient, id: string, bytes: Buffer, n: num
   return expectOk(await client.uploadPart(id, n, part, { chunkMd5: md5(part) })).uploadPart;
 }
 
-/** Sends the parts in `order`, `atOnce` requests at a time. */
+/**
+ * Sends the parts in `order`, `atOnce` requests at a time, as a client does: a part refused with
+ * UPLOAD_LOCKED (too far ahead while the server appends the earlier ones) is sent again later.
+ */
 async function sendParts(client: GraphQLClient, id: string, bytes: Buffer, order: number[], atOnce = 4, partSize = PART): Promise<void> {
   const queue = [...order];
+  const send = async (n: number) => {
+    const part = partOf(bytes, n, partSize);
+    for (let attempt = 0; ; attempt++) {
+      const result = await client.uploadPart(id, n, part, { chunkMd5: md5(part) });
+      if (result.errors?.[0]?.extensions?.code !== 'UPLOAD_LOCKED' || attempt === 100) return expectOk(result);
+      await sleep(50);
+    }
+  };
   await Promise.all(
     Array.from({ length: atOnce }, async () => {
-      for (let n = queue.shift(); n !== undefined; n = queue.shift()) await sendPart(client, id, bytes, n, partSize);
+      for (let n = queue.shift(); n !== undefined; n = queue.shift()) await send(n);
     }),
   );
 }
@@ -87,9 +98,8 @@ describe('parallel parts', () => {
     const { id, partCount } = await startParted(client, bytes.length);
     assert.equal(partCount, 20);
     await sendParts(client, id, bytes, shuffled(partCount));
-    const stored = await state(client, id);
-    assert.equal(stored.offset, bytes.length, 'every part merged into the prefix');
-    assert.deepEqual(stored.missingParts, []);
+    assert.deepEqual((await state(client, id)).missingParts, [], 'every part is stored once its answer has come');
+    await eventually(async () => assert.equal((await state(client, id)).offset, bytes.length, 'every part merged into the prefix'));
     const file = await complete(client, id, bytes);
     assert.equal(file.size, bytes.length);
     assert.equal(file.md5, md5(bytes));
@@ -100,14 +110,18 @@ describe('parallel parts', () => {
   it('count only the contiguous prefix in offset; missingParts lists the rest', async () => {
     const bytes = randomFile(5 * PART);
     const { id } = await startParted(client, bytes.length);
+    const offsetBecomes = (offset: number, what: string) => eventually(async () => assert.equal((await state(client, id)).offset, offset, what));
     assert.equal((await sendPart(client, id, bytes, 2)).offset, 0, 'part 2 waits for part 1');
     await sendPart(client, id, bytes, 4);
     assert.deepEqual((await state(client, id)).missingParts, [1, 3, 5]);
-    assert.equal((await sendPart(client, id, bytes, 1)).offset, 2 * PART, 'part 1 brings part 2 with it');
+    await sendPart(client, id, bytes, 1);
+    await offsetBecomes(2 * PART, 'part 1 brings part 2 with it');
+    assert.equal((await state(client, id)).offset, 2 * PART, 'and no further: part 3 is missing');
     const incomplete = expectCode(await client.complete(id, md5(bytes)), 'UPLOAD_INCOMPLETE');
     assert.deepEqual(incomplete.extensions?.missingParts, [3, 5]);
     await sendPart(client, id, bytes, 5);
-    assert.equal((await sendPart(client, id, bytes, 3)).offset, 5 * PART);
+    await sendPart(client, id, bytes, 3);
+    await offsetBecomes(5 * PART, 'every part merged');
     assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
   });
 
@@ -126,6 +140,18 @@ describe('parallel parts', () => {
     await sendPart(client, id, bytes, 1);
     await sendPart(client, id, bytes, 3);
     assert.equal((await complete(client, id, bytes)).md5, md5(bytes), 'the first bytes were kept');
+  });
+
+  it('compare a part sent without chunkMd5 with its spooled bytes when it comes again', async () => {
+    const bytes = randomFile(3 * PART);
+    const { id } = await startParted(client, bytes.length);
+    expectOk(await client.uploadPart(id, 3, partOf(bytes, 3)));
+    expectOk(await client.uploadPart(id, 3, partOf(bytes, 3)));
+    const changed = Buffer.from(partOf(bytes, 3));
+    changed[PART - 1] ^= 0x01;
+    expectCode(await client.uploadPart(id, 3, changed), 'BAD_USER_INPUT', 'part 3 with one bit changed');
+    await sendParts(client, id, bytes, [1, 2]);
+    assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
   });
 
   it('refuse bad parts with the codes of the contract, and keep what is stored', async () => {
@@ -158,6 +184,8 @@ describe('parallel parts', () => {
     assert.match(ahead.message, /part 1\b/);
     await sendPart(client, id, bytes, 33, partSize);
     await sendPart(client, id, bytes, 1, partSize);
+    // Counted from the offset: once part 1 is appended to the upload, part 34 is in reach.
+    await eventually(async () => assert.equal((await state(client, id)).offset, partSize));
     await sendPart(client, id, bytes, 34, partSize);
     // In order, four at once: never more than a few parts ahead.
     await sendParts(client, id, bytes, Array.from({ length: 40 }, (_, i) => i + 1).filter((n) => ![1, 33, 34].includes(n)), 4, partSize);
@@ -218,6 +246,36 @@ describe('parallel parts', () => {
     await server.sql(`update chunked_uploads set status = 'ABORTED' where id = ?`, [second.id]);
     await server.app.services.cleanup.run();
     assert.equal((await spooled(server)).includes(second.id), false);
+  });
+});
+
+describe('parallel parts, merged in segments', () => {
+  let server: TestServer;
+  let client: GraphQLClient;
+  // Parts of 3 KiB merged in segments of 8 KiB (the largest chunk): commits fall inside parts.
+  before(async () => {
+    server = await startServer({ MAX_CHUNK_SIZE: String(8 * KiB) });
+    client = await server.admin.newUser();
+  });
+  after(() => server?.close());
+
+  it('forget a part lost from the spool, ask for it again, and resume the merge inside a part', async () => {
+    const partSize = 3 * KiB;
+    const bytes = randomFile(5 * partSize);
+    const { id } = await startParted(client, bytes.length, partSize);
+    await sendParts(client, id, bytes, [2, 3, 4, 5], 1, partSize);
+    const lost = (await spooled(server, id)).find((name) => name.startsWith('4.'))!;
+    await rm(path.join(server.dataDir, 'part-spool', id, lost));
+    // The first segment commits 8 KiB, inside part 3; the next fails at part 4, which is
+    // forgotten, and the merge starts again 2 KiB into part 3's spool file.
+    await sendPart(client, id, bytes, 1, partSize);
+    await eventually(async () => {
+      const { offset, missingParts } = await state(client, id);
+      assert.deepEqual({ offset, missingParts }, { offset: 3 * partSize, missingParts: [4] }, 'parts 1 to 3 merged; the lost part is missing again');
+    });
+    await sendPart(client, id, bytes, 4, partSize);
+    await eventually(async () => assert.equal((await state(client, id)).offset, bytes.length));
+    assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
   });
 });
 

@@ -37,6 +37,58 @@ export async function graphqlUpload({ api, source, md5 }, spec, run) {
   Object.assign(run, { seconds: (t3 - t0) / 1000, chunkSeconds: (t2 - t1) / 1000, startMs: t1 - t0, completeMs: t3 - t2 });
 }
 
+/** Parts in flight at once for graphql-parts: what the SDK's direct uploads send, well under serverLimits.maxPartsAhead (32). */
+export const PARTS_IN_FLIGHT = 4;
+
+/**
+ * Our GraphQL path in parts: startUpload with partSize = chunkSize → uploadPart with
+ * PARTS_IN_FLIGHT requests at once, taken in ascending order by a small worker pool (so the
+ * server's contiguous prefix keeps up and maxPartsAhead is never met) → completeUpload.
+ * `latencies` gets each part's request time, as sendChunks gives each chunk's.
+ */
+export async function graphqlPartsUpload({ api, source, md5 }, spec, run) {
+  const { start, size, chunkSize, label, latencies, inFlight = PARTS_IN_FLIGHT } = spec;
+  const partSize = Math.min(chunkSize, size);
+  const partCount = Math.ceil(size / partSize);
+  const t0 = performance.now();
+  const upload = await api.startUpload(`${uniqueName(label)}.bin`, size, { partSize });
+  if (upload.partCount !== partCount) throw new Error(`startUpload answers partCount ${upload.partCount}, not ${partCount}`);
+  const t1 = performance.now();
+  let next = 1;
+  let failure;
+  let offset = 0;
+  const worker = async () => {
+    // A failed part stops every worker from taking another, so a run fails fast and whole.
+    while (!failure && next <= partCount) {
+      const n = next++;
+      const partStart = (n - 1) * partSize;
+      const length = Math.min(partSize, size - partStart);
+      const c0 = performance.now();
+      try {
+        const answer = await api.uploadPart(upload.id, n, source, start + partStart, length);
+        latencies?.push(performance.now() - c0);
+        offset = Math.max(offset, answer.offset);
+      } catch (err) {
+        failure ??= new Error(`part ${n} of ${partCount}: ${err.message}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(inFlight, partCount) }, worker));
+  if (failure) throw failure;
+  // Not a failure: a part that arrives while another request is merging leaves its merge to
+  // that request, which may miss it by a hair; completeUpload then merges it (and its time
+  // shows it). Kept to see how often.
+  run.unmergedAfterParts = size - offset;
+  const t2 = performance.now();
+  const file = await api.completeUpload(upload.id, md5);
+  const t3 = performance.now();
+  run.fileId = file.id;
+  if (file.md5 !== md5 || file.size !== size) {
+    throw new Error(`verification failed: completeUpload says md5 ${file.md5}, ${file.size} bytes; the source range has md5 ${md5}, ${size} bytes`);
+  }
+  Object.assign(run, { seconds: (t3 - t0) / 1000, chunkSeconds: (t2 - t1) / 1000, startMs: t1 - t0, completeMs: t3 - t2 });
+}
+
 /**
  * tus: creation → PATCHes in order (one PATCH when chunkSize is the size, as tus-js-client's
  * default chunkSize: Infinity sends). Then `verify(uploadPath, run)` checks what was filed,

@@ -117,22 +117,22 @@ export class GraphQLApi {
     return new GraphQLApi(this.http, login.token);
   }
 
-  async startUpload(filename, totalSize) {
+  /** `partSize`: an upload in parts (uploadPart), every part but the last exactly that long. */
+  async startUpload(filename, totalSize, { partSize } = {}) {
     const { startUpload } = await this.query(
-      'mutation($input: StartUploadInput!) { startUpload(input: $input) { id offset status } }',
-      { input: { filename, totalSize, mimeType: 'application/octet-stream' } },
+      'mutation($input: StartUploadInput!) { startUpload(input: $input) { id offset status partSize partCount } }',
+      { input: { filename, totalSize, mimeType: 'application/octet-stream', ...(partSize === undefined ? {} : { partSize }) } },
     );
     return startUpload;
   }
 
-  /** A GraphQL multipart request (operations, map, then the file part) around the file range. */
-  async uploadChunk(uploadId, offset, file, start, length) {
+  /**
+   * A GraphQL multipart request (operations, map, then the file part) around the file range:
+   * `query` takes the file as $chunk, `variables` are the others.
+   */
+  async multipart(query, variables, file, start, length) {
     const boundary = `----bench${randomBytes(12).toString('hex')}`;
-    const operations = JSON.stringify({
-      query:
-        'mutation($id: ID!, $offset: SafeInt!, $chunk: Upload!) { uploadChunk(uploadId: $id, offset: $offset, chunk: $chunk) { offset status } }',
-      variables: { id: uploadId, offset, chunk: null },
-    });
+    const operations = JSON.stringify({ query, variables: { ...variables, chunk: null } });
     const head = Buffer.from(
       `--${boundary}\r\nContent-Disposition: form-data; name="operations"\r\n\r\n${operations}\r\n` +
         `--${boundary}\r\nContent-Disposition: form-data; name="map"\r\n\r\n{"0":["variables.chunk"]}\r\n` +
@@ -144,7 +144,20 @@ export class GraphQLApi {
       headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'apollo-require-preflight': 'true', ...this.headers() },
       body: { head, file, start, length, tail },
     });
-    return this.parse(res).uploadChunk;
+    return this.parse(res);
+  }
+
+  async uploadChunk(uploadId, offset, file, start, length) {
+    const query =
+      'mutation($id: ID!, $offset: SafeInt!, $chunk: Upload!) { uploadChunk(uploadId: $id, offset: $offset, chunk: $chunk) { offset status } }';
+    return (await this.multipart(query, { id: uploadId, offset }, file, start, length)).uploadChunk;
+  }
+
+  /** Part `partNumber` (from 1) of an upload in parts; answers the upload's contiguous `offset` after it. */
+  async uploadPart(uploadId, partNumber, file, start, length) {
+    const query =
+      'mutation($id: ID!, $n: Int!, $chunk: Upload!) { uploadPart(uploadId: $id, partNumber: $n, chunk: $chunk) { offset status } }';
+    return (await this.multipart(query, { id: uploadId, n: partNumber }, file, start, length)).uploadPart;
   }
 
   async completeUpload(uploadId, md5) {

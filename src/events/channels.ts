@@ -7,7 +7,13 @@ import type { UploadStatus } from '../uploads/chunked-upload.entity';
  */
 export const UPLOAD_CHANNEL = 'upload_events';
 export const LIBRARY_CHANNEL = 'library_events';
-export const CHANNELS = [UPLOAD_CHANNEL, LIBRARY_CHANNEL] as const;
+/**
+ * Changes that can end a credential or change its user, sent by triggers (migration auth_cache)
+ * whoever makes them: `{"userId"}` or `{"tokenId"}` (a revoked login token's id), for the
+ * authentication cache (services/auth-cache.ts).
+ */
+export const AUTH_CHANNEL = 'auth_events';
+export const CHANNELS = [UPLOAD_CHANNEL, LIBRARY_CHANNEL, AUTH_CHANNEL] as const;
 
 /**
  * An upload's moving parts, notified by the statement that moves them (RETURNING clause of an

@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
 import type { File, User } from '../entities';
+import type { AuthCache } from '../services/auth-cache';
 import type { FileService } from '../services/file.service';
 import type { UserService } from '../services/user.service';
 import { UploadStatus, type ChunkedUpload } from '../uploads/chunked-upload.entity';
 import type { UploadService } from '../uploads/upload.service';
-import { LIBRARY_CHANNEL, UPLOAD_CHANNEL, type LibraryEventKind, type LibraryNotification, type UploadEvent } from './channels';
+import { AUTH_CHANNEL, LIBRARY_CHANNEL, UPLOAD_CHANNEL, type LibraryEventKind, type LibraryNotification, type UploadEvent } from './channels';
 import type { NotificationListener } from './listener';
 import { BoundedStream, KeyedStream, ProgressStream } from './streams';
 
@@ -50,7 +51,7 @@ export class EventHub {
 
   private constructor(
     private readonly listener: NotificationListener,
-    private readonly services: { uploads: UploadService; files: FileService; users: UserService },
+    private readonly services: { uploads: UploadService; files: FileService; users: UserService; authCache: AuthCache },
     private readonly log: Logger,
   ) {}
 
@@ -59,6 +60,7 @@ export class EventHub {
     await listener.start(
       (channel, payload) => hub.dispatch(channel, payload),
       () => void hub.refreshAll(),
+      (listening) => services.authCache.listenerConnected(listening),
     );
     return hub;
   }
@@ -180,7 +182,9 @@ export class EventHub {
 
   private dispatch(channel: string, payload: string): void {
     try {
-      if (channel === UPLOAD_CHANNEL) {
+      if (channel === AUTH_CHANNEL) {
+        this.services.authCache.notified(payload);
+      } else if (channel === UPLOAD_CHANNEL) {
         if (this.uploads.size === 0 && this.owners.size === 0) return;
         const event = JSON.parse(payload) as UploadEvent;
         for (const subscriber of this.uploads.get(event.id) ?? []) {

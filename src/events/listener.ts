@@ -4,9 +4,16 @@ import { CHANNELS } from './channels';
 
 export type OnNotification = (channel: string, payload: string) => void;
 
+/**
+ * Whether every notification reaches this process: true once each LISTEN is in place (after
+ * every connect), false as soon as the connection is found lost and on close. Notifications sent
+ * while it is false are never delivered.
+ */
+export type OnListening = (listening: boolean) => void;
+
 /** The one connection of a process that LISTENs, whatever the number of subscribers. */
 export interface NotificationListener {
-  start(onNotification: OnNotification, onReconnect: () => void): Promise<void>;
+  start(onNotification: OnNotification, onReconnect: () => void, onListening?: OnListening): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -32,7 +39,10 @@ export class PgListener implements NotificationListener {
     private readonly log: Logger,
   ) {}
 
-  async start(onNotification: OnNotification, onReconnect: () => void): Promise<void> {
+  private onListening: OnListening = () => {};
+
+  async start(onNotification: OnNotification, onReconnect: () => void, onListening: OnListening = () => {}): Promise<void> {
+    this.onListening = onListening;
     const connect = async (reconnecting: boolean): Promise<void> => {
       if (this.closing) return;
       const { Client } = await import('pg');
@@ -42,6 +52,7 @@ export class PgListener implements NotificationListener {
         if (lost || this.closing) return;
         lost = true;
         if (this.client === client) this.client = undefined;
+        onListening(false);
         client.end().catch(() => {});
         this.log.warn({ err, retryInMs: this.delayMs }, 'the event listener lost its database connection; reconnecting');
         this.retry = setTimeout(() => void connect(true), this.delayMs).unref();
@@ -63,6 +74,7 @@ export class PgListener implements NotificationListener {
       }
       this.client = client;
       this.delayMs = RECONNECT_MIN_MS;
+      onListening(true);
       if (reconnecting) {
         this.log.info('the event listener is connected again');
         onReconnect();
@@ -74,6 +86,7 @@ export class PgListener implements NotificationListener {
   async close(): Promise<void> {
     this.closing = true;
     clearTimeout(this.retry);
+    this.onListening(false);
     const client = this.client;
     this.client = undefined;
     await client?.end().catch(() => {});
@@ -83,16 +96,21 @@ export class PgListener implements NotificationListener {
 /** The embedded database tells its own process: a single process is the whole system. */
 export class PGliteListener implements NotificationListener {
   private unlisten: (() => Promise<void>)[] = [];
+  private onListening: OnListening = () => {};
 
   constructor(private readonly pglite: PGlite) {}
 
-  async start(onNotification: OnNotification): Promise<void> {
+  /** The database is in this process: once listening, it stays so until closed. */
+  async start(onNotification: OnNotification, _onReconnect: () => void, onListening: OnListening = () => {}): Promise<void> {
+    this.onListening = onListening;
     for (const channel of CHANNELS) {
       this.unlisten.push(await this.pglite.listen(channel, (payload) => onNotification(channel, payload)));
     }
+    onListening(true);
   }
 
   async close(): Promise<void> {
+    this.onListening(false);
     const unlisten = this.unlisten;
     this.unlisten = [];
     if (this.pglite.closed) return;

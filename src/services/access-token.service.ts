@@ -1,6 +1,7 @@
 import type { MikroORM } from '@mikro-orm/core';
 import { AccessToken, TokenScope, type User } from '../entities';
 import { Errors } from '../errors';
+import type { AuthCache } from './auth-cache';
 import { newAccessTokenSecret, tokenHash } from './credentials';
 import { isUuid } from './validation';
 
@@ -12,7 +13,11 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** Access tokens for scripts: created (the secret shown once), listed and revoked by their owner. */
 export class AccessTokenService {
-  constructor(private readonly orm: MikroORM) {}
+  constructor(
+    private readonly orm: MikroORM,
+    /** Told at once, so this instance's next request sees the change (others hear the notification). */
+    private readonly authCache?: AuthCache,
+  ) {}
 
   async create(user: User, input: { name: string; scopes: TokenScope[]; expiresInDays?: number | null }): Promise<{ token: string; accessToken: AccessToken }> {
     const name = input.name.trim().normalize('NFC');
@@ -52,5 +57,6 @@ export class AccessTokenService {
   async revoke(user: User, id: string): Promise<void> {
     const deleted = isUuid(id) ? await this.orm.em.fork().nativeDelete(AccessToken, { id, user: user.id }) : 0;
     if (deleted === 0) throw Errors.notFound('Access token');
+    this.authCache?.invalidateUser(user.id);
   }
 }

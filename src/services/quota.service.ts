@@ -2,6 +2,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/core';
 import type { Logger } from 'pino';
 import { User } from '../entities';
 import { Errors } from '../errors';
+import type { AuthCache } from './auth-cache';
 import { usernameKey } from './usernames';
 import { isUuid } from './validation';
 
@@ -27,6 +28,8 @@ export class QuotaService {
   constructor(
     private readonly orm: MikroORM,
     private readonly log: Logger,
+    /** Told at once: `me` on this instance shows the new quota from the next request on. */
+    private readonly authCache?: AuthCache,
   ) {}
 
   async usedBytes(userId: string): Promise<number> {
@@ -66,6 +69,7 @@ export class QuotaService {
     if (!user) throw Errors.notFound('User');
     user.quotaBytes = quota;
     await em.flush();
+    this.authCache?.invalidateUser(user.id);
     this.log.info({ userId, quotaBytes: quota }, 'quota set');
     return user;
   }

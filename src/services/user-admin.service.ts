@@ -2,6 +2,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/core';
 import { User } from '../entities';
 import { Errors } from '../errors';
 import type { UploadService } from '../uploads/upload.service';
+import type { AuthCache } from './auth-cache';
 import { isUuid } from './validation';
 
 export interface UserChange {
@@ -18,6 +19,8 @@ export class UserAdmin {
   constructor(
     private readonly orm: MikroORM,
     private readonly uploads: UploadService,
+    /** Told after each commit, so this instance's next request sees the change (others hear the notification). */
+    private readonly authCache?: AuthCache,
   ) {}
 
   /**
@@ -25,7 +28,7 @@ export class UserAdmin {
    * (re-enabling does not revive them); access tokens only pause while the user is disabled.
    */
   async update(id: string, change: UserChange): Promise<User> {
-    return this.guarded(id, async (em, user, otherAdmins) => {
+    const updated = await this.guarded(id, async (em, user, otherAdmins) => {
       const isAdmin = change.isAdmin ?? user.isAdmin;
       const disabled = change.disabled ?? user.disabled;
       if (user.isAdmin && !user.disabled && (!isAdmin || disabled) && otherAdmins === 0) {
@@ -38,6 +41,8 @@ export class UserAdmin {
       );
       return em.map(User, rows[0]);
     });
+    this.authCache?.invalidateUser(id);
+    return updated;
   }
 
   /**
@@ -54,8 +59,10 @@ export class UserAdmin {
       await execute(em, `update users set disabled = true, token_version = token_version + 1 where id = ?`, [id]);
       return target;
     });
+    this.authCache?.invalidateUser(id);
     await this.uploads.abortAllOf(id);
     await this.orm.em.getConnection().execute('delete from users where id = ?', [id]);
+    this.authCache?.invalidateUser(id);
     return user;
   }
 

@@ -1,6 +1,7 @@
 import { UniqueConstraintViolationException, type FilterQuery, type MikroORM } from '@mikro-orm/core';
 import { User } from '../entities';
 import { Errors } from '../errors';
+import type { AuthCache } from './auth-cache';
 import type { LoginThrottleService } from './login-throttle.service';
 import { hashPassword, verifyPassword } from './passwords';
 import { usernameKey } from './usernames';
@@ -19,6 +20,8 @@ export class UserService {
     private readonly throttle: LoginThrottleService,
     /** DEFAULT_USER_QUOTA: the quota every user created here starts with (null: no limit). */
     private readonly defaultQuota: number | null = null,
+    /** Told at once, so this instance's next request sees the change (others hear the notification). */
+    private readonly authCache?: AuthCache,
   ) {}
 
   /** Everyone, oldest first (the first admin at the top). */
@@ -92,6 +95,7 @@ export class UserService {
     current.passwordHash = await hashPassword(newPassword);
     current.tokenVersion += 1;
     await em.flush();
+    this.authCache?.invalidateUser(current.id);
     return current;
   }
 
@@ -108,6 +112,7 @@ export class UserService {
     user.passwordHash = await hashPassword(newPassword);
     user.tokenVersion += 1;
     await em.flush();
+    this.authCache?.invalidateUser(user.id);
     await this.throttle.forgetFailures(user.usernameKey);
     return user;
   }

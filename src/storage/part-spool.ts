@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdir, open, opendir, readdir, rm, stat } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,18 @@ export interface SpoolPart {
   partNumber: number;
   generation: number;
   size: number;
+}
+
+/** A stored part's spool file is gone or not its recorded size (the disk lost it): it must be sent again. */
+export class SpooledPartLost extends Error {
+  constructor(
+    readonly uploadId: string,
+    readonly part: SpoolPart,
+    foundSize: number | undefined,
+  ) {
+    super(`Spooled part ${part.partNumber} of upload ${uploadId} ${foundSize === undefined ? 'is missing' : `has ${foundSize} bytes, not ${part.size}`}.`);
+    this.name = 'SpooledPartLost';
+  }
 }
 
 /**
@@ -58,14 +71,32 @@ export class PartSpool {
         let start = skip;
         for (const part of parts) {
           const file = spool.partPath(uploadId, part.partNumber, part.generation);
-          const { size } = await stat(file);
-          if (size !== part.size) throw new Error(`Spooled part ${part.partNumber} of upload ${uploadId} has ${size} bytes, not ${part.size}.`);
+          const size = await stat(file).then(
+            (found) => found.size,
+            (err: NodeJS.ErrnoException) => {
+              if (err.code === 'ENOENT') return undefined;
+              throw err;
+            },
+          );
+          if (size !== part.size) throw new SpooledPartLost(uploadId, part, size);
           yield* createReadStream(file, { start, highWaterMark: WRITE_BUFFER_BYTES });
           start = 0;
         }
       })(),
       { objectMode: false },
     );
+  }
+
+  /** The md5 (hex) of a spooled part; undefined once it is gone (appended to its upload). */
+  async md5Of(uploadId: string, part: { partNumber: number; generation: number }): Promise<string | undefined> {
+    const hash = createHash('md5');
+    try {
+      for await (const data of createReadStream(this.partPath(uploadId, part.partNumber, part.generation))) hash.update(data as Buffer);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    return hash.digest('hex');
   }
 
   /** Drops every attempt at these parts (merged into the store, or superseded). */

@@ -3,7 +3,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { Errors } from '../errors';
 import type { GcPacer } from '../gc-pacer';
 import type { Md5Session } from '../hashing/md5-pool';
-import type { WriterLease } from '../storage/file-store';
+import { StorageUnavailableError, type WriterLease } from '../storage/file-store';
 
 /**
  * How long this process may trust its lease: counted from when the claim or its last
@@ -305,4 +305,9 @@ export class BodySegment extends Readable {
   private detach(): void {
     this.source.off('data', this.onSourceData).off('end', this.sourceEnded).off('error', this.sourceFailed).off('close', this.sourceClosed);
   }
+}
+
+/** Storage that failed on its own becomes an answer a client can act on: retry from `offset` later. */
+export function asStorageRefusal(err: unknown, offset: number): unknown {
+  return err instanceof StorageUnavailableError ? Errors.storageUnavailable(err.reason, offset) : err;
 }

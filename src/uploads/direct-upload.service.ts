@@ -33,21 +33,28 @@ export function partCountOf(upload: Pick<ChunkedUpload, 'totalSize' | 'partSize'
 /**
  * StartUploadInput's partSize, checked against `direct` (API.md: direct needs a partSize of at
  * least 5 MiB, and S3 allows at most 10,000 parts of at most 5 GiB). A part that is not sent
- * directly passes through the server as one request: at most MAX_CHUNK_SIZE.
+ * directly (direct not asked, or not granted) passes through the server as one uploadPart
+ * request: at most MAX_CHUNK_SIZE.
  */
-export function checkPartSize(input: { partSize?: number | null; direct?: boolean | null }, totalSize: number, maxChunkSize: number): number | null {
+export function checkPartSize(
+  input: { partSize?: number | null; direct?: boolean | null },
+  totalSize: number,
+  { maxChunkSize, directGranted }: { maxChunkSize: number; directGranted: boolean },
+): number | null {
   if (input.partSize == null) {
     if (input.direct) throw Errors.badInput('A direct upload needs a partSize (at least 5 MiB).');
     return null;
   }
   const partSize = input.partSize;
   if (!Number.isSafeInteger(partSize) || partSize < 1) throw Errors.badInput('partSize must be a whole number of bytes, at least 1.');
-  if (input.direct) {
-    if (partSize < MIN_DIRECT_PART_SIZE || partSize > MAX_DIRECT_PART_SIZE) {
-      throw Errors.badInput(`A direct upload's partSize must be between ${MIN_DIRECT_PART_SIZE} (5 MiB) and ${MAX_DIRECT_PART_SIZE} (5 GiB) bytes.`);
-    }
-  } else if (partSize > maxChunkSize) {
-    throw Errors.badInput(`partSize must be at most the largest chunk, ${maxChunkSize} bytes.`);
+  if (input.direct && (partSize < MIN_DIRECT_PART_SIZE || partSize > MAX_DIRECT_PART_SIZE)) {
+    throw Errors.badInput(`A direct upload's partSize must be between ${MIN_DIRECT_PART_SIZE} (5 MiB) and ${MAX_DIRECT_PART_SIZE} (5 GiB) bytes.`);
+  }
+  // Direct asked but not granted: the parts come through the server, one request each.
+  if (!directGranted && partSize > maxChunkSize) {
+    throw Errors.badInput(
+      `partSize must be at most the largest chunk, ${maxChunkSize} bytes${input.direct ? ': this server does not grant direct uploads, so the parts come through it' : ''}.`,
+    );
   }
   if (Math.ceil(totalSize / partSize) > MAX_PARTS) {
     throw Errors.badInput(`With this partSize the file would need more than ${MAX_PARTS} parts: take at least ${Math.ceil(totalSize / MAX_PARTS)} bytes.`);

@@ -13,7 +13,8 @@ export interface SpooledPart {
   partNumber: number;
   generation: number;
   size: number;
-  md5: string;
+  /** Known when the part came with a chunkMd5 (checked). */
+  md5: string | null;
 }
 
 export interface PartClaim {
@@ -84,7 +85,7 @@ export class PartRepository {
       stored:
         row.stored_generation === null
           ? undefined
-          : { partNumber, generation: Number(row.stored_generation), size: Number(row.size), md5: row.md5 ?? '' },
+          : { partNumber, generation: Number(row.stored_generation), size: Number(row.size), md5: row.md5 },
       uploadOffset: Number(row.upload_offset),
       size: Math.min(Number(row.part_size), Number(row.total_size) - (partNumber - 1) * Number(row.part_size)),
     };
@@ -105,7 +106,7 @@ export class PartRepository {
    * upload is still UPLOADING (whose expiry it pushes back, as a chunk does). Returns the upload;
    * undefined if the lease or the upload was lost meanwhile.
    */
-  async commit(lease: PartLease, part: { size: number; md5: string }): Promise<ChunkedUpload | undefined> {
+  async commit(lease: PartLease, part: { size: number; md5: string | null }): Promise<ChunkedUpload | undefined> {
     const rows = await this.orm.em.getConnection().execute<Record<string, unknown>[]>(
       `with up as (update chunked_uploads set updated_at = now(), expires_at = now() + make_interval(secs => ?)
                     where id = ? and status = 'UPLOADING' returning *)
@@ -128,6 +129,14 @@ export class PartRepository {
     );
   }
 
+  /** The part's stored bytes were lost: it is missing again, for the client to resend. */
+  async forget(uploadId: string, part: { partNumber: number; generation: number }): Promise<void> {
+    await this.orm.em.getConnection().execute(
+      `update upload_parts set stored_generation = null, size = null, md5 = null where upload_id = ? and part_number = ? and stored_generation = ?`,
+      [uploadId, part.partNumber, part.generation],
+    );
+  }
+
   /** Whether a live writer holds the part's lease right now. */
   async isHeld(uploadId: string, partNumber: number): Promise<boolean> {
     const rows = await this.orm.em
@@ -141,7 +150,7 @@ export class PartRepository {
 
   /** The stored parts from `firstPart` on that follow each other without a gap, at most `max`. */
   async storedRun(uploadId: string, firstPart: number, max: number): Promise<SpooledPart[]> {
-    const rows = await this.orm.em.getConnection().execute<{ part_number: number; stored_generation: number; size: string | number; md5: string }[]>(
+    const rows = await this.orm.em.getConnection().execute<{ part_number: number; stored_generation: number; size: string | number; md5: string | null }[]>(
       `select part_number, stored_generation, size, md5 from upload_parts
         where upload_id = ? and part_number >= ? and part_number < ? and stored_generation is not null
         order by part_number`,

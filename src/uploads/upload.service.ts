@@ -1,8 +1,7 @@
 import type { FilterQuery, MikroORM } from '@mikro-orm/core';
 import { createMD5 } from 'hash-wasm';
 import mime from 'mime-types';
-import { Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
@@ -17,13 +16,15 @@ import type { UploadMetrics } from '../metrics';
 import type { FileService } from '../services/file.service';
 import type { QuotaService } from '../services/quota.service';
 import { cleanDescription, cleanFilename, cleanMimeType, isUuid, parseMd5, requireByteCount } from '../services/validation';
-import { StorageUnavailableError, type ChunkWritten, type FileStore, type StoredUpload, type StoreState } from '../storage/file-store';
-import { BodySegments, BodyWatch, ChunkInspector, LeaseClock } from './chunk-pipeline';
+import type { ChunkWritten, FileStore, StoredUpload, StoreState } from '../storage/file-store';
+import { SpooledPartLost, type PartSpool } from '../storage/part-spool';
+import { BodySegments, BodyWatch, ChunkInspector, LeaseClock, asStorageRefusal } from './chunk-pipeline';
 import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
-import { MAX_PARTS, checkPartSize, partCountOf, type DirectUploadService } from './direct-upload.service';
+import { checkPartSize, type DirectUploadService } from './direct-upload.service';
 import type { Claimed, Lease, LeaseRepository } from './lease.repository';
-import type { PartClaim, PartRepository } from './part.repository';
-import type { PartSpool } from '../storage/part-spool';
+import { MAX_PARTS_AHEAD, PartReceiver } from './part-receiver';
+import type { PartRepository } from './part.repository';
+import type { StreamSlots } from './stream-slots';
 
 export interface StartUploadInput {
   filename: string;
@@ -81,12 +82,6 @@ interface WritePlan {
 /** The most uploads `myUploads` returns at once. */
 export const MAX_UPLOADS_PAGE = 500;
 
-/**
- * How far past the first part not stored yet a part may be: what one upload may spool on local
- * disk (32 parts of at most MAX_CHUNK_SIZE) while it waits for the parts before it.
- */
-export const MAX_PARTS_AHEAD = 32;
-
 /** How often a stream renews its lease, so an ask to release reaches it soon. */
 const STREAM_RENEW_MS = 1000;
 /** How long a request waits for another instance's stream to give the lease back before going on. */
@@ -112,10 +107,11 @@ export interface CompleteUploadInput {
 export class UploadService {
   /** This process's streams (tus PATCHes) by upload id, so a newer request can interrupt an abandoned one. */
   private readonly liveStreams = new Map<string, { stop(): void; done: Promise<void> }>();
-  /** Bodies each user is streaming into this process right now (MAX_STREAMS_PER_USER). */
-  private readonly streamsByUser = new Map<string, number>();
   /** uploadProgress's notifications, throttled where they are sent. */
   private readonly progress: ProgressThrottle;
+  private readonly partReceiver: PartReceiver;
+  /** Merges of stored parts running in this process, by upload id (see mergeInBackground). */
+  private readonly merges = new Map<string, { again: boolean; done: Promise<void> }>();
 
   constructor(
     private readonly orm: MikroORM,
@@ -130,16 +126,19 @@ export class UploadService {
     private readonly directUploads: DirectUploadService,
     private readonly parts: PartRepository,
     private readonly spool: PartSpool,
+    private readonly streams: StreamSlots,
     private readonly gcPacer?: GcPacer,
   ) {
+    this.partReceiver = new PartReceiver(orm, parts, spool, streams, config, log, gcPacer);
     this.progress = new ProgressThrottle(PROGRESS_INTERVAL_MS, (err, uploadId) =>
       this.log.warn({ err, uploadId }, 'could not notify the progress of an upload; the next chunk will'),
     );
   }
 
-  /** Stops the trailing progress notifications still waiting (the server is stopping). */
-  close(): void {
+  /** Stops the trailing progress notifications still waiting and lets merges of parts finish (the server is stopping). */
+  async close(): Promise<void> {
     this.progress.close();
+    await Promise.all([...this.merges.values()].map((merge) => merge.done));
   }
 
   async start(owner: User, input: StartUploadInput): Promise<ChunkedUpload> {
@@ -147,12 +146,12 @@ export class UploadService {
     const mimeType = cleanMimeType(input.mimeType);
     const totalSize = input.deferLength ? this.config.maxFileSize : requireByteCount(input.totalSize, 'totalSize');
     const expectedMd5 = input.expectedMd5 == null ? null : parseMd5(input.expectedMd5, 'md5');
-    const partSize = checkPartSize(input, totalSize, this.config.maxChunkSize);
+    // Granted only where the store takes bytes itself; an empty file has no part to send.
+    const direct = Boolean(input.direct) && this.store.direct !== undefined && totalSize > 0;
+    const partSize = checkPartSize(input, totalSize, { maxChunkSize: this.config.maxChunkSize, directGranted: direct });
     if (totalSize > this.config.maxFileSize) {
       throw Errors.payloadTooLarge(`totalSize ${totalSize} passes the largest allowed file (${this.config.maxFileSize} bytes).`);
     }
-    // Granted only where the store takes bytes itself; an empty file has no part to send.
-    const direct = Boolean(input.direct) && this.store.direct !== undefined && totalSize > 0;
     const em = this.orm.em.fork();
     const { maxUploadsInProgress } = this.config.limits;
     // A soft cap (two starts at once may both pass it by one): it bounds what one user can
@@ -301,82 +300,43 @@ export class UploadService {
       const expectedChunkMd5 = input.chunkMd5 == null ? undefined : parseMd5(input.chunkMd5, 'chunkMd5');
       if (await watch.endsBeforeFirstByte()) throw Errors.badInput('The part is empty: send its bytes.');
       if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
-      upload = await this.receivePart(owner, input.uploadId, partNumber, watch, expectedChunkMd5);
+      upload = await this.partReceiver.receive(owner, input.uploadId, partNumber, watch, expectedChunkMd5);
     } catch (err) {
       await watch.drain(this.config.maxChunkSize);
       throw err;
     } finally {
       watch.stop();
     }
-    try {
-      return await this.mergeParts(owner, upload ?? (await this.get(owner, input.uploadId)));
-    } catch (err) {
-      // The part is stored, whatever became of the merge: the next part or the completion merges again.
-      this.log.warn({ err, uploadId: input.uploadId }, 'could not append stored parts to the upload yet');
-      return this.get(owner, input.uploadId);
-    }
+    const current = upload ?? (await this.get(owner, input.uploadId));
+    this.mergeInBackground(owner, current);
+    return current;
   }
 
   /**
-   * Writes the part into the spool under its own lease and records it. A part stored before
-   * may be sent again (a client that did not see the answer), but only with the same bytes:
-   * those are hashed and compared, not written. Returns the upload as the part's commit left it
-   * (undefined for a part sent again).
+   * Appends the upload's stored parts to its prefix after the part's answer: the request does
+   * not wait, so a client keeps all its parts in flight while the bytes are hashed and moved.
+   * One merge per upload in this process; a part stored meanwhile makes it look again.
    */
-  private async receivePart(owner: User, uploadId: string, partNumber: number, watch: BodyWatch, expectedChunkMd5?: string): Promise<ChunkedUpload | undefined> {
-    const claimSentAt = Date.now();
-    const claim = await this.parts.claim(uploadId, owner.id, partNumber, MAX_PARTS_AHEAD);
-    if (!claim) throw await this.explainPartRefusal(uploadId, owner.id, partNumber);
-    const { lease, size } = claim;
-    const ttlMs = this.config.uploadLockTtlSeconds * 1000;
-    const clock = new LeaseClock(lease.generation, ttlMs, claimSentAt);
-    const renewal = setInterval(async () => {
-      const sentAt = Date.now();
-      try {
-        if (await this.parts.renew(lease)) clock.renewedAt(sentAt);
-        else {
-          clock.lose();
-          watch.body.destroy(Errors.uploadLocked());
-        }
-      } catch (err) {
-        this.log.warn({ err, uploadId, partNumber }, 'could not renew a part lease; the part stops if the lease runs out');
-      }
-    }, ttlMs / 3).unref();
-    let committed = false;
-    try {
-      using _slot = this.takeStreamSlot(owner);
-      const inspector = ChunkInspector.inspect(watch, {
-        limit: size,
-        totalSize: size,
-        offset: 0,
-        expectedChunkMd5,
-        hashChunk: true,
-        lease: clock,
-        gcPacer: this.gcPacer,
-        tooLarge: () => Errors.badInput(`Part ${partNumber} must be ${size} bytes; more arrived.`),
-      });
-      const written = claim.stored ? await countBytes(inspector) : await this.spool.write(uploadId, partNumber, lease.generation, inspector).catch((err: unknown) => {
-        throw asStorageRefusal(err, claim.uploadOffset);
-      });
-      const md5 = inspector.chunkMd5()!;
-      if (written !== size || (claim.stored && md5 !== claim.stored.md5)) {
-        if (!claim.stored) await this.spool.deleteAttempt(uploadId, partNumber, lease.generation);
-        throw written !== size
-          ? Errors.badInput(`Part ${partNumber} must be ${size} bytes, not ${written}.`)
-          : Errors.badInput(`Part ${partNumber} is already stored with other bytes (md5 ${claim.stored!.md5}): a stored part can only be sent again unchanged.`);
-      }
-      if (claim.stored) return undefined;
-      const upload = await this.parts.commit(lease, { size, md5 });
-      if (!upload) {
-        await this.spool.deleteAttempt(uploadId, partNumber, lease.generation);
-        throw Errors.uploadLocked();
-      }
-      committed = true;
-      return upload;
-    } finally {
-      clearInterval(renewal);
-      if (!committed) await this.parts.release(lease).catch((err: unknown) => this.log.warn({ err, uploadId, partNumber }, 'could not release a part lease'));
+  private mergeInBackground(owner: User, upload: ChunkedUpload): void {
+    const running = this.merges.get(upload.id);
+    if (running) {
+      running.again = true;
+      return;
     }
+    const merge = { again: false, done: Promise.resolve() };
+    merge.done = (async () => {
+      let latest = upload;
+      do {
+        merge.again = false;
+        latest = await this.mergeParts(owner, latest);
+      } while (merge.again);
+    })()
+      .catch((err: unknown) => {
+        // The parts stay stored: the next part or the completion merges again.
+        this.log.warn({ err, uploadId: upload.id }, 'could not append stored parts to the upload yet');
+      })
+      .finally(() => this.merges.delete(upload.id));
+    this.merges.set(upload.id, merge);
   }
 
   /**
@@ -396,6 +356,12 @@ export class UploadService {
       try {
         upload = await this.writeBody(owner, upload.id, upload.offset, watch, { segmented: true, mergingParts: true });
       } catch (err) {
+        if (err instanceof SpooledPartLost) {
+          this.log.error({ uploadId: upload.id, partNumber: err.part.partNumber, err }, 'a stored part was lost from the spool: it is missing again, for the client to resend');
+          await this.parts.forget(upload.id, err.part);
+          upload = await this.get(owner, upload.id);
+          continue;
+        }
         const code = toDomainError(err)?.code;
         if (code !== 'UPLOAD_LOCKED' && code !== 'OFFSET_MISMATCH') throw err;
         upload = await this.get(owner, upload.id);
@@ -413,31 +379,8 @@ export class UploadService {
   }
 
   /** Part numbers of an upload in parts not stored yet, ascending, at most `first`. */
-  async missingParts(upload: ChunkedUpload, first: number): Promise<number[]> {
-    if (!Number.isInteger(first) || first < 0 || first > MAX_PARTS) throw Errors.badInput(`first must be between 0 and ${MAX_PARTS}.`);
-    if (upload.status !== UploadStatus.UPLOADING || first === 0) return [];
-    const partCount = partCountOf(upload) ?? 0;
-    const merged = upload.offset >= upload.totalSize ? partCount : Math.floor(upload.offset / upload.partSize!);
-    const stored = await this.parts.storedFrom(upload.id, merged + 1);
-    const missing: number[] = [];
-    for (let n = merged + 1; n <= partCount && missing.length < first; n++) if (!stored.has(n)) missing.push(n);
-    return missing;
-  }
-
-  /** Why a part's claim failed, in API.md's order of precedence. */
-  private async explainPartRefusal(uploadId: string, ownerId: string, partNumber: number): Promise<AppError> {
-    const upload = await this.orm.em.fork().findOne(ChunkedUpload, { id: uploadId, owner: ownerId });
-    if (!upload) return Errors.notFound('Upload');
-    if (upload.status === UploadStatus.COMPLETE || upload.status === UploadStatus.ABORTED) return Errors.uploadNotActive(upload.status);
-    if (upload.status === UploadStatus.EXPIRED || upload.expiresAt <= new Date()) return Errors.uploadExpired();
-    if (upload.direct) return Errors.badInput('This is a direct upload: PUT its parts to the URLs signUploadParts gives.');
-    if (!upload.partSize) return Errors.badInput('This upload is not in parts: send its bytes with uploadChunk, or start an upload with a partSize.');
-    const partCount = partCountOf(upload)!;
-    if (partNumber > partCount) return Errors.badInput(`Part ${partNumber} does not exist: this upload has parts 1 to ${partCount}.`);
-    const firstMissing = Math.floor(upload.offset / upload.partSize) + 1;
-    if (partNumber > firstMissing + MAX_PARTS_AHEAD) return Errors.partTooFarAhead(partNumber, firstMissing, MAX_PARTS_AHEAD);
-    // Held by another request, or released between the claim and this read: retry either way.
-    return Errors.uploadLocked(`Part ${partNumber} of this upload is being written by another request right now. Retry when it has finished.`);
+  missingParts(upload: ChunkedUpload, first: number): Promise<number[]> {
+    return this.partReceiver.missingParts(upload, first);
   }
 
   /**
@@ -481,21 +424,6 @@ export class UploadService {
     while (Date.now() < deadline && (await this.leases.isHeld(uploadId))) await sleep(RELEASE_POLL_MS);
   }
 
-  /** One of the owner's MAX_STREAMS_PER_USER streams in this process, given back when disposed. */
-  private takeStreamSlot(owner: User): Disposable {
-    const limit = this.config.limits.maxStreamsPerUser;
-    const streaming = this.streamsByUser.get(owner.id) ?? 0;
-    if (limit > 0 && streaming >= limit) throw Errors.tooManyStreams(limit);
-    this.streamsByUser.set(owner.id, streaming + 1);
-    return {
-      [Symbol.dispose]: () => {
-        const left = (this.streamsByUser.get(owner.id) ?? 1) - 1;
-        if (left === 0) this.streamsByUser.delete(owner.id);
-        else this.streamsByUser.set(owner.id, left);
-      },
-    };
-  }
-
   /**
    * The write path shared by chunks and streams: claim at `offset` (fencing off an old holder
    * that lost its lease), then write and commit the body, whole or in segments.
@@ -523,7 +451,7 @@ export class UploadService {
       // Counted once the lease is held: a chunk that lost the race for it is refused as such
       // (UPLOAD_LOCKED, OFFSET_MISMATCH), not as one stream too many.
       // Merging stored parts is the server's own work, not a stream of the user's.
-      using _slot = plan.mergingParts ? undefined : this.takeStreamSlot(owner);
+      using _slot = plan.mergingParts ? undefined : this.streams.take(owner);
       watch.pause();
       let stored = await this.fenceIfTakenOver(claimed, clock).catch((err: unknown) => {
         throw asStorageRefusal(err, offset);
@@ -650,9 +578,15 @@ export class UploadService {
     const md5 = input.md5 === undefined ? undefined : parseMd5(input.md5, 'md5');
     const description = input.description == null ? undefined : cleanDescription(input.description);
     if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
-    await this.settleParts(owner, input.uploadId);
-    const claimSentAt = Date.now();
-    const claimed = await this.leases.claim(input.uploadId, owner.id);
+    let claimSentAt = Date.now();
+    let claimed = await this.leases.claim(input.uploadId, owner.id);
+    if (!claimed || hasPartsToMerge(claimed.upload)) {
+      if (claimed) await this.release(claimed.lease);
+      if (await this.settleParts(owner, input.uploadId)) {
+        claimSentAt = Date.now();
+        claimed = await this.leases.claim(input.uploadId, owner.id);
+      }
+    }
     if (!claimed) {
       const replay = await this.explainRefusal(input.uploadId, owner.id, { completing: { md5 } });
       if (replay instanceof File) return replay;
@@ -695,15 +629,17 @@ export class UploadService {
 
   /**
    * An upload in parts can complete once its stored parts are merged into its prefix: merges
-   * them, or waits (up to a lease's lifetime) while another request is merging them.
+   * them, or waits (up to a lease's lifetime) while another request is merging them. False for
+   * any other upload (nothing done).
    */
-  private async settleParts(owner: User, uploadId: string): Promise<void> {
+  private async settleParts(owner: User, uploadId: string): Promise<boolean> {
     const deadline = Date.now() + this.config.uploadLockTtlSeconds * 1000;
     for (;;) {
+      await this.merges.get(uploadId)?.done;
       const upload = await this.orm.em.fork().findOne(ChunkedUpload, { id: uploadId, owner: owner.id });
-      if (!upload?.partSize || upload.direct || upload.status !== UploadStatus.UPLOADING || upload.offset >= upload.totalSize) return;
+      if (!upload || !hasPartsToMerge(upload)) return upload?.partSize != null && !upload.direct;
       const merged = await this.mergeParts(owner, upload);
-      if (merged.offset >= merged.totalSize || Date.now() > deadline || !(await this.leases.isHeld(uploadId))) return;
+      if (merged.offset >= merged.totalSize || Date.now() > deadline || !(await this.leases.isHeld(uploadId))) return true;
       await sleep(RELEASE_POLL_MS);
     }
   }
@@ -861,22 +797,8 @@ export class UploadService {
   }
 }
 
-/** Storage that failed on its own becomes an answer a client can act on: retry from `offset` later. */
-function asStorageRefusal(err: unknown, offset: number): unknown {
-  return err instanceof StorageUnavailableError ? Errors.storageUnavailable(err.reason, offset) : err;
-}
 
-/** Reads a stream to its end, keeping nothing: how many bytes it had. */
-async function countBytes(data: Readable): Promise<number> {
-  let bytes = 0;
-  await pipeline(
-    data,
-    new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        bytes += chunk.length;
-        done();
-      },
-    }),
-  );
-  return bytes;
+/** An upload in parts still in progress whose prefix does not cover the file yet. */
+function hasPartsToMerge(upload: ChunkedUpload): boolean {
+  return upload.partSize != null && !upload.direct && upload.status === UploadStatus.UPLOADING && upload.offset < upload.totalSize;
 }

@@ -10,6 +10,7 @@ import { Migration20261203100000 } from './Migration20261203100000_accounts';
 import { Migration20261203110000 } from './Migration20261203110000_quotas';
 import { Migration20261203120000 } from './Migration20261203120000_direct_uploads';
 import { Migration20261204000000 } from './Migration20261204000000_upload_parts';
+import { Migration20261204100000 } from './Migration20261204100000_auth_cache';
 
 /** Listed explicitly so the compiled server needs no file globbing to find them. */
 export const migrations = [
@@ -25,4 +26,5 @@ export const migrations = [
   { name: 'Migration20261203110000_quotas', class: Migration20261203110000 },
   { name: 'Migration20261203120000_direct_uploads', class: Migration20261203120000 },
   { name: 'Migration20261204000000_upload_parts', class: Migration20261204000000 },
+  { name: 'Migration20261204100000_auth_cache', class: Migration20261204100000 },
 ];

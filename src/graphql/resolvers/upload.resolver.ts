@@ -3,7 +3,8 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver
 import type { Readable } from 'node:stream';
 import { UploadStatus, type ChunkedUpload } from '../../entities';
 import { Errors } from '../../errors';
-import { MAX_PARTS_AHEAD, MAX_UPLOADS_PAGE } from '../../uploads/upload.service';
+import { MAX_PARTS_AHEAD } from '../../uploads/part-receiver';
+import { MAX_UPLOADS_PAGE } from '../../uploads/upload.service';
 import { requireUser, type RequestContext } from '../context';
 import { SafeInt } from '../scalars';
 import { FileType } from '../types/file.type';
@@ -92,7 +93,7 @@ export class UploadResolver {
 
   @Authorized()
   @Mutation(() => ChunkedUploadType, {
-    description: `Stores one part of an upload started with a partSize: parts in any order and several at once (at most ${MAX_PARTS_AHEAD} past the first one missing); a stored part may be sent again only unchanged.`,
+    description: `Stores one part of an upload started with a partSize: parts in any order and several at once (at most ${MAX_PARTS_AHEAD} past the part where offset stands); a stored part may be sent again only unchanged.`,
   })
   async uploadPart(
     @Arg('uploadId', () => ID) uploadId: string,

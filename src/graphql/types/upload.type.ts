@@ -87,7 +87,7 @@ export class ServerLimits {
   @Field(() => Boolean, { description: 'uploadPart is served: an upload started with a partSize takes its parts in any order, several at once.' })
   parallelParts!: boolean;
 
-  @Field(() => Int, { description: 'A part numbered more than this past the first part not stored yet is refused (UPLOAD_LOCKED) until the parts before it arrive.' })
+  @Field(() => Int, { description: 'A part numbered more than this past part offset / partSize + 1 (where the appended bytes end) is refused (UPLOAD_LOCKED) until the parts before it are appended.' })
   maxPartsAhead!: number;
 }
 

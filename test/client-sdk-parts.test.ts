@@ -285,7 +285,9 @@ describe('client SDK: uploads in parallel parts (uploadPart)', () => {
     // Cut 6 MiB into the parts (the login and startUpload are a few hundred bytes).
     const proxy = await cuttingProxy(server.url, 6 * MiB);
     try {
-      const c = await client({ url: proxy.url, retry: { ...retry, retries: 10 } });
+      // Each cut part's lease is held until the server has noticed the cut and cleaned up after
+      // it (a loaded PostgreSQL takes a while): more patience than the other tests.
+      const c = await client({ url: proxy.url, retry: { retries: 12, minDelayMs: 10, maxDelayMs: 500 } });
       const events: UploadProgress[] = [];
       let beforeFailure: UploadProgress | undefined;
       const retries: string[] = [];

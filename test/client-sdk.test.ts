@@ -1,74 +1,24 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { JsonFileResumeStore, UploadClient, UploadError, type FetchLike, type UploadInput, type UploadOptions, type UploadProgress } from '../client/src/node';
+import { JsonFileResumeStore, UploadClient, UploadError, type FetchLike, type UploadProgress } from '../client/src/node';
 import { runCli, show, UPLOAD_CLI } from './helpers/cli';
 import { md5, randomFile } from './helpers/client';
 import { ADMIN, startServer, type TestServer } from './helpers/server';
+import { assertMonotone, cuttingProxy, downloaded, uploadUntilAborted } from './helpers/sdk';
 import { sendChunks } from './helpers/upload';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 /** Quick retries: the tests provoke failures on purpose. */
 const retry = { retries: 5, minDelayMs: 5, maxDelayMs: 50 };
-
 /**
- * A TCP proxy in front of `target` that breaks every connection through it once, the first
- * time more than `cutAfter` bytes in all have gone up from clients: a connection lost mid-chunk.
+ * One chunk after another with uploadChunk (what a server without parallel parts gets): the tests
+ * below that use it are about that path. client-sdk-parts.test.ts covers uploads in parts.
  */
-async function cuttingProxy(target: string, cutAfter: number): Promise<{ url: string; cut: () => boolean; close: () => Promise<void> }> {
-  const { hostname, port } = new URL(target);
-  let upstreamBytes = 0;
-  let cut = false;
-  const sockets = new Set<net.Socket>();
-  const proxy = net.createServer((client) => {
-    const upstream = net.connect(Number(port), hostname);
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('error', () => {});
-      socket.on('close', () => {
-        sockets.delete(socket);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.on('data', (data: Buffer) => {
-      upstreamBytes += data.length;
-      if (!cut && upstreamBytes > cutAfter) {
-        cut = true;
-        for (const socket of sockets) socket.destroy();
-        return;
-      }
-      if (!upstream.write(data)) {
-        client.pause();
-        upstream.once('drain', () => client.resume());
-      }
-    });
-    upstream.pipe(client);
-  });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`,
-    cut: () => cut,
-    close: () => {
-      for (const socket of sockets) socket.destroy();
-      return new Promise((resolve) => proxy.close(() => resolve()));
-    },
-  };
-}
-
-/** Every report's bytesTransferred is at least the one before. */
-function assertMonotone(events: UploadProgress[]): void {
-  for (let i = 1; i < events.length; i++) {
-    assert.ok(
-      events[i].bytesTransferred >= events[i - 1].bytesTransferred,
-      `progress went back from ${events[i - 1].bytesTransferred} to ${events[i].bytesTransferred} (report ${i}: ${JSON.stringify(events[i])})`,
-    );
-  }
-}
+const sequential = { parallelParts: 1 } as const;
 
 describe('client SDK (Node)', () => {
   let server: TestServer;
@@ -90,47 +40,24 @@ describe('client SDK (Node)', () => {
     return c;
   }
 
-  /** Uploads with `c` and aborts once `abortAt` bytes are on the server; returns the last progress seen. */
-  async function uploadUntilAborted(c: UploadClient, input: UploadInput, options: UploadOptions, abortAt: number): Promise<UploadProgress> {
-    const controller = new AbortController();
-    let last: UploadProgress | undefined;
-    await assert.rejects(
-      c.upload(input, {
-        ...options,
-        signal: controller.signal,
-        onProgress: (p) => {
-          last = p;
-          if (p.bytesUploaded >= abortAt) controller.abort();
-        },
-      }),
-      { name: 'AbortError' },
-    );
-    assert.ok(last, 'progress was reported before the abort');
-    return last;
-  }
-
-  async function downloaded(c: UploadClient, file: { downloadUrl: string }): Promise<Buffer> {
-    const res = await fetch(c.downloadUrl(file));
-    assert.equal(res.status, 200);
-    return Buffer.from(await res.arrayBuffer());
-  }
-
-  test('a path: interrupted by an AbortSignal, resumed by a new client (a new process) from the state file', async () => {
+  test('one chunk after another: a path interrupted by an AbortSignal, resumed by a new client (a new process) from the state file', async () => {
     const bytes = randomFile(1536 * KiB + 123);
     const file = path.join(dir, 'by-path.bin');
     await writeFile(file, bytes);
     const stateFile = path.join(dir, 'state', 'resume.json');
 
     const first = await client({ store: new JsonFileResumeStore(stateFile) });
-    const last = await uploadUntilAborted(first, file, { chunkSize: 128 * KiB, description: 'from a path' }, 512 * KiB);
+    const last = await uploadUntilAborted(first, file, { ...sequential, chunkSize: 128 * KiB, description: 'from a path' }, 512 * KiB);
     assert.ok(last.bytesUploaded >= 512 * KiB && last.bytesUploaded < bytes.length, `stopped mid-way: ${JSON.stringify(last)}`);
     const stored = await new JsonFileResumeStore(stateFile).entries();
     assert.equal(stored.length, 1, 'the upload id is remembered on disk');
-    const serverOffset = (await first.uploadState(last.uploadId))!.offset;
+    const state = (await first.uploadState(last.uploadId))!;
+    assert.equal(state.partSize, null, 'not an upload in parts: uploadChunk takes its chunks');
+    const serverOffset = state.offset;
 
     const second = await client({ store: new JsonFileResumeStore(stateFile) });
     const phases = new Set<string>();
-    const result = await second.upload(file, { chunkSize: 128 * KiB, onProgress: (p) => phases.add(p.phase) });
+    const result = await second.upload(file, { ...sequential, chunkSize: 128 * KiB, onProgress: (p) => phases.add(p.phase) });
     assert.equal(result.uploadId, last.uploadId, 'the same upload was resumed');
     assert.equal(result.resumedFrom, serverOffset);
     assert.equal(result.bytesSent, bytes.length - serverOffset, 'only the missing bytes were sent');
@@ -143,13 +70,13 @@ describe('client SDK (Node)', () => {
     assert.deepEqual(await new JsonFileResumeStore(stateFile).entries(), [], 'a finished upload is forgotten');
   });
 
-  test('a Blob: aborted mid-way, then resumed by a second call with the same Blob', async () => {
+  test('one chunk after another: a Blob aborted mid-way, then resumed by a second call with the same Blob', async () => {
     const bytes = randomFile(1024 * KiB + 7);
     const blob = new Blob([bytes]);
     const c = await client();
-    const firstSent = (await uploadUntilAborted(c, blob, { filename: 'blob.bin', chunkSize: 64 * KiB }, 300 * KiB)).bytesSent;
+    const firstSent = (await uploadUntilAborted(c, blob, { ...sequential, filename: 'blob.bin', chunkSize: 64 * KiB }, 300 * KiB)).bytesSent;
     let secondSent = 0;
-    const result = await c.upload(blob, { filename: 'blob.bin', chunkSize: 64 * KiB, onProgress: (p) => (secondSent = p.bytesSent) });
+    const result = await c.upload(blob, { ...sequential, filename: 'blob.bin', chunkSize: 64 * KiB, onProgress: (p) => (secondSent = p.bytesSent) });
     assert.ok(result.resumedFrom >= 300 * KiB, `resumed from ${result.resumedFrom}`);
     assert.equal(secondSent, bytes.length - result.resumedFrom);
     assert.equal(firstSent + secondSent, bytes.length, 'every byte was sent once');
@@ -161,7 +88,7 @@ describe('client SDK (Node)', () => {
     assert.equal(other.resumedFrom, 0);
   });
 
-  test('recovers from network errors, 5xx answers and OFFSET_MISMATCH; an empty file works', async () => {
+  test('one chunk after another: recovers from network errors, 5xx answers and OFFSET_MISMATCH; an empty file works', async () => {
     const bytes = randomFile(640 * KiB);
     let chunkRequests = 0;
     let sdk: UploadClient | undefined;
@@ -183,6 +110,7 @@ describe('client SDK (Node)', () => {
     sdk = await client({ fetch: flaky });
     const retries: string[] = [];
     const result = await sdk.upload(new Blob([bytes]), {
+      ...sequential,
       filename: 'flaky.bin',
       chunkSize: 64 * KiB,
       onRetry: (err) => retries.push(err.code),
@@ -208,13 +136,13 @@ describe('client SDK (Node)', () => {
     assert.equal((await c.uploadState(uploadId))?.status, 'ABORTED', 'the wrong upload was given up');
   });
 
-  test('progress moves while a chunk is sent, never backwards, and ends at the total', async () => {
+  test('one chunk after another: progress moves while a chunk is sent, never backwards, and ends at the total', async () => {
     const bytes = randomFile(20 * MiB + 5);
     const file = path.join(dir, 'progress.bin');
     await writeFile(file, bytes);
     const c = await client();
     const events: UploadProgress[] = [];
-    const result = await c.upload(file, { chunkSize: 8 * MiB, fingerprint: null, onProgress: (p) => events.push(p) });
+    const result = await c.upload(file, { ...sequential, chunkSize: 8 * MiB, fingerprint: null, onProgress: (p) => events.push(p) });
 
     // The first chunk, before the server answered: its bytes are counted as they go out.
     const duringFirstChunk = events.filter((p) => p.bytesUploaded === 0 && p.bytesTransferred > 0);
@@ -229,7 +157,7 @@ describe('client SDK (Node)', () => {
     assert.deepEqual(await downloaded(c, result.file), bytes);
   });
 
-  test('a connection lost mid-chunk: the chunk is sent again and progress never goes back', async () => {
+  test('one chunk after another: a connection lost mid-chunk: the chunk is sent again and progress never goes back', async () => {
     const bytes = randomFile(16 * MiB + 5);
     // Cut 4 MiB into the second 8 MiB chunk (the login and startUpload are a few hundred bytes).
     const proxy = await cuttingProxy(server.url, 12 * MiB);
@@ -240,6 +168,7 @@ describe('client SDK (Node)', () => {
       let beforeFailure: UploadProgress | undefined;
       const retries: string[] = [];
       const result = await c.upload(new Blob([bytes]), {
+        ...sequential,
         filename: 'cut.bin',
         chunkSize: 8 * MiB,
         onProgress: (p) => events.push(p),
@@ -266,7 +195,7 @@ describe('client SDK (Node)', () => {
     }
   });
 
-  test('the command line\'s progress bar moves during a chunk (one line per 10% when stderr is not a terminal)', async () => {
+  test('the command line\'s progress bar moves during a part (one line per 10% when stderr is not a terminal)', async () => {
     const bytes = randomFile(24 * MiB);
     const file = path.join(dir, 'cli-progress.bin');
     await writeFile(file, bytes);
@@ -278,7 +207,7 @@ describe('client SDK (Node)', () => {
     assert.equal(run.code, 0, show(run));
     assert.equal(JSON.parse(run.stdout).md5, md5(bytes));
     const percents = [...run.stderr.matchAll(/\] +(\d+)% /g)].map((m) => Number(m[1]));
-    // Chunks end at 33%, 66% and 100%; lines in between come from bytes still on their way.
+    // Three parts of 8M, sent at once: nothing is stored below 33%, so lines there come from bytes still on their way.
     assert.ok(percents.some((p) => p > 0 && p < 33), `percentages shown: ${percents.join(', ')}\n${run.stderr}`);
     assert.deepEqual(percents, [...percents].sort((a, b) => a - b), 'never backwards');
     assert.equal(percents.at(-1), 100);

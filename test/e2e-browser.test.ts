@@ -72,7 +72,7 @@ describe('the browser page in headless Chromium', { skip: NO_CHROMIUM }, () => {
     await page.locator('#app-view').waitFor({ state: 'visible' });
     assert.equal(await page.textContent('#whoami'), `${ADMIN.username} (admin)`);
 
-    // Slow each chunk down a little so the reload lands in the middle of the upload.
+    // Slow each part down a little so the reload lands in the middle of the upload.
     await page.route('**/graphql', async (route) => {
       if ((route.request().headers()['content-type'] ?? '').startsWith('multipart/')) await sleep(80);
       // The page may have dropped the request meanwhile (Pause, reload).
@@ -94,9 +94,9 @@ describe('the browser page in headless Chromium', { skip: NO_CHROMIUM }, () => {
     assert.equal(await row.locator('button.pause').textContent(), 'Resume');
     await row.locator('button.pause').click();
     await offsetAtLeast(pausedAt + 256 * KiB);
-    // A chunk in flight when Pause was pressed may still have been stored: resumed from there or later.
+    // The parts in flight when Pause was pressed (four at once) may still have been stored: resumed from there or later.
     const resumedAt = Number(await row.getAttribute('data-resumed-from'));
-    assert.ok(resumedAt >= pausedAt && resumedAt <= pausedAt + 128 * KiB, `Resume continued from the server offset (${resumedAt}, paused at ${pausedAt})`);
+    assert.ok(resumedAt >= pausedAt && resumedAt <= pausedAt + 4 * 128 * KiB, `Resume continued from the server offset (${resumedAt}, paused at ${pausedAt})`);
 
     // A reload in the middle of the upload.
     await offsetAtLeast(1536 * KiB);
@@ -109,6 +109,8 @@ describe('the browser page in headless Chromium', { skip: NO_CHROMIUM }, () => {
     await page.locator('#app-view').waitFor({ state: 'visible' });
     await page.locator(`#interrupted-list li[data-upload-id="${uploadId}"]`).waitFor();
     const stored = (await server.admin.getUpload(uploadId)).offset as number;
+    const { partSize } = (await server.admin.data(`query($id: ID!) { upload(id: $id) { partSize } }`, { id: uploadId })).upload;
+    assert.equal(partSize, 128 * KiB, 'the page sends parts (the server offers parallel parts), of its chunk size');
     assert.ok(stored > 0 && stored < bytes.length, `the upload stopped mid-way (offset ${stored})`);
 
     // Choosing the same file again resumes it from the server's offset.

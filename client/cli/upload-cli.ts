@@ -23,13 +23,15 @@ Options:
   --token TOKEN         an access token (ucs_...) or a login token instead of a
                         username and password (default: $UPLOAD_TOKEN)
   -d, --description T   the files' description
-  --chunk-size SIZE     bytes per request, e.g. 512K, 8M (default 8M; the server's maximum caps it)
+  --chunk-size SIZE     bytes per request (a chunk, or a part sent through the server),
+                        e.g. 512K, 8M (default 8M; the server's maximum caps it)
   --state-file PATH     where interrupted uploads are remembered
                         (default: $XDG_STATE_HOME/chunked-upload/resume.json)
   --no-resume           start every file afresh
   --no-direct           send the bytes through the server even when it offers direct
                         uploads to object storage (by default parts go straight to the bucket)
-  --parallel N          direct uploads: parts sent at once (default 4)
+  --parallel N          parts sent at once (default 4), to the bucket or, when the server
+                        takes parallel parts, through it; 1 sends one chunk after another
   -q, --quiet           no progress bar
   -h, --help
 

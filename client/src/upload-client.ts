@@ -21,6 +21,7 @@ import {
   ServerLimitsDocument,
   StartUploadDocument,
   UploadChunkDocument,
+  UploadPartDocument,
   UploadStateDocument,
   type AccessTokenInfoFragment,
   type AccountInfoFragment,
@@ -50,6 +51,7 @@ export type MyUpload = MyUploadsQuery['myUploads'][number];
 export type AccountInfo = AccountInfoFragment;
 export type UsersPage = UsersQuery['users'];
 export type AccessTokenInfo = AccessTokenInfoFragment;
+export type ServerLimits = ServerLimitsQuery['serverLimits'];
 export type { TokenScope };
 
 /** An md5 whose state can be saved and restored: hash-wasm's IHasher, or node:crypto's Hash and its copy(). */
@@ -142,9 +144,16 @@ export interface UploadOptions {
    * 'auto' (default) uses it then, false never does.
    */
   direct?: 'auto' | false;
-  /** Direct uploads: bytes per part (default 8 MiB, at least 5 MiB, raised for files that need more than 10,000 parts). */
+  /**
+   * Direct uploads: bytes per part (default 8 MiB, at least 5 MiB, raised for files that need more
+   * than 10,000 parts). An upload in parts through the server uses `chunkSize` as its part size.
+   */
   partSize?: number;
-  /** Direct uploads: parts on their way at once. Default 4. */
+  /**
+   * Parts on their way at once, for a direct upload and for an upload in parts through the server
+   * (serverLimits.parallelParts). Default 4; 1 sends through the server one chunk after another
+   * with uploadChunk, as servers without parallel parts take them.
+   */
   parallelParts?: number;
   /**
    * Direct uploads: wait until the server has verified the file (READY) before resolving; a
@@ -173,6 +182,22 @@ const SIGN_BATCH = 16;
 /** How often to look at a VERIFYING file. */
 const VERIFY_POLL_MS = 1000;
 const HASH_SLICE = 1024 * 1024;
+/** A part refused with RATE_LIMITED and a retryAfter up to this (seconds) is sent again after it. */
+const BRIEF_RETRY_AFTER_S = 10;
+
+/**
+ * The part size of an upload in parts through the server: the chunk size, raised for a file that
+ * would need more than 10,000 parts. Undefined when that is more than the server takes in one
+ * request: such a file goes one chunk after another.
+ */
+function serverPartSizeFor(size: number, chunkSize: number, maxChunkSize: number): number | undefined {
+  const partSize = Math.max(1, Math.min(Math.floor(chunkSize), maxChunkSize), Math.ceil(size / MAX_PARTS));
+  return partSize <= maxChunkSize ? partSize : undefined;
+}
+
+function parallelPartsOf(options: UploadOptions): number {
+  return Math.max(1, Math.floor(options.parallelParts ?? DEFAULT_PARALLEL_PARTS));
+}
 
 /** The part size for a direct upload: the one asked for, within S3's rules (5 MiB, 10,000 parts). */
 function partSizeFor(size: number, wanted = DEFAULT_PART_SIZE): number {
@@ -184,6 +209,46 @@ function partSizeFor(size: number, wanted = DEFAULT_PART_SIZE): number {
 /** Lets pending I/O callbacks run: setImmediate in Node, a timer in a browser. */
 const yieldToIo = () =>
   new Promise<void>((resolve) => ((globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate ?? setTimeout)(resolve));
+
+/** One part read from the file, ready to send. */
+interface PartToSend {
+  n: number;
+  bytes: Uint8Array;
+  /** Its own md5, when parts are verified. */
+  md5?: string;
+}
+
+/** How sendParts schedules the parts of one upload; `T` is what `prepare` gives each part (a direct upload's signed URL). */
+interface PartPlan<T> {
+  partSize: number;
+  partCount: number;
+  /** The parts to send; the others are only read for the md5. */
+  missing: ReadonlySet<number>;
+  parallel: number;
+  /** The server's maxPartsAhead: it refuses a part further than this past the first part it lacks. */
+  maxAhead?: number;
+  /**
+   * The first part the server lacks as its last answer put it: it appends stored parts to its
+   * prefix in order, and may answer for a part before another request has appended it.
+   */
+  serverFirstMissing?: () => number;
+  /** The whole-file md5, fed every part in order; without it only the missing parts are read. */
+  hasher?: Md5Hasher;
+  /** For each part's own md5 (verifyChunks). */
+  partHasher?: Md5Hasher;
+  /** Parts read before `prepare` takes them together. */
+  group: number;
+  prepare(parts: PartToSend[]): Promise<T[]>;
+  /** Resolves once the part is stored, after its own retries; `written` follows its bytes on the connection where the platform can tell. */
+  send(part: PartToSend, prepared: T, written: (bytes: number) => void): Promise<void>;
+}
+
+/** Bytes of the parts not missing. */
+function storedBytes(size: number, partSize: number, partCount: number, missing: ReadonlySet<number>): number {
+  let stored = 0;
+  for (let n = 1; n <= partCount; n++) if (!missing.has(n)) stored += Math.min(partSize, size - (n - 1) * partSize);
+  return stored;
+}
 
 interface ResumeSlot {
   store: ResumeStore;
@@ -206,8 +271,8 @@ export class BaseUploadClient {
   private readonly anonymousStore = new MemoryResumeStore();
   /** Resume keys being uploaded right now: one file is not uploaded twice at once. */
   private readonly active = new Set<string>();
-  /** Whether the server takes direct uploads, asked once. */
-  private directOffered?: Promise<boolean>;
+  /** What the server offers (direct uploads, parallel parts), asked once; again after a failure. */
+  private limitsAsked?: Promise<ServerLimits | undefined>;
   /** Typed subscriptions (uploadProgress, libraryChanged) over one WebSocket, with this client's token. */
   readonly live: LiveUpdates;
 
@@ -303,7 +368,7 @@ export class BaseUploadClient {
   }
 
   /** What the server accepts, to refuse a file that is too large before uploading anything. */
-  async serverLimits(): Promise<ServerLimitsQuery['serverLimits']> {
+  async serverLimits(): Promise<ServerLimits> {
     return (await this.request(ServerLimitsDocument, {})).serverLimits;
   }
 
@@ -410,18 +475,28 @@ export class BaseUploadClient {
 
     let upload = fresh ? undefined : await this.findResumable(source, slot, options);
     if (!upload) {
-      const direct = size > 0 && options.direct !== false && (await this.offersDirect(options));
+      // An empty file has nothing to send in parts or to the bucket.
+      const limits = size > 0 ? await this.limitsFor(options) : undefined;
+      const direct = !!limits?.directUploads && options.direct !== false;
+      const partSize = direct
+        ? partSizeFor(size, options.partSize)
+        : limits?.parallelParts && parallelPartsOf(options) > 1
+          ? serverPartSizeFor(size, options.chunkSize ?? DEFAULT_CHUNK_SIZE, limits.maxChunkSize)
+          : undefined;
       const input = {
         filename: source.name,
         totalSize: size,
         description: options.description,
         mimeType: options.mimeType ?? source.type,
-        ...(direct ? { direct: true, partSize: partSizeFor(size, options.partSize) } : {}),
+        ...(direct ? { direct: true } : {}),
+        ...(partSize ? { partSize } : {}),
       };
       upload = (await this.withRetry(() => this.request(StartUploadDocument, { input }, signal), options)).startUpload;
       await slot?.store.set(slot.key, { uploadId: upload.id, name: source.name, size, startedAt: Date.now() });
     }
     if (upload.direct) return this.runDirect(source, upload, slot, options, progress, fresh);
+    // A remembered upload keeps the way it was started: one in parts takes only uploadPart.
+    if (upload.partSize) return this.runParts(source, upload, slot, options, progress, fresh);
     const uploadId = upload.id;
     const resumedFrom = upload.offset;
     // A new upload after a StartOver is measured afresh: the bar is for this upload id.
@@ -574,15 +649,13 @@ export class BaseUploadClient {
     }
   }
 
-  private offersDirect(options: UploadOptions): Promise<boolean> {
-    this.directOffered ??= this.withRetry(() => this.serverLimits(), options).then(
-      (limits) => limits.directUploads,
-      () => {
-        this.directOffered = undefined;
-        return false;
-      },
-    );
-    return this.directOffered;
+  /** Undefined when the limits cannot be read: the upload then goes one chunk after another. */
+  private limitsFor(options: UploadOptions): Promise<ServerLimits | undefined> {
+    this.limitsAsked ??= this.withRetry(() => this.serverLimits(), options).catch(() => {
+      this.limitsAsked = undefined;
+      return undefined;
+    });
+    return this.limitsAsked;
   }
 
   /**
@@ -609,98 +682,54 @@ export class BaseUploadClient {
       Object.assign(progress, patch);
       options.onProgress?.({ ...progress });
     };
-    const partBytes = (n: number) => Math.min(partSize, size - (n - 1) * partSize);
-    let missing: Set<number>;
-    try {
-      const state = (await this.withRetry(() => this.request(MissingPartsDocument, { id: uploadId, first: MAX_PARTS }, signal), options)).upload;
-      missing = new Set(state?.status === 'UPLOADING' ? state.missingParts : []);
-    } catch (err) {
-      if (err instanceof UploadError && (err.code === 'NOT_FOUND' || err.code === 'UPLOAD_EXPIRED')) throw await this.startOver(uploadId, slot, fresh, err);
-      throw err;
-    }
-    let stored = 0;
-    for (let n = 1; n <= partCount; n++) if (!missing.has(n)) stored += partBytes(n);
+    const missing = await this.missingParts(upload, slot, fresh, options);
+    const stored = storedBytes(size, partSize, partCount, missing);
     const resumedFrom = upload.status === 'UPLOADING' ? stored : size;
     if (progress.uploadId !== uploadId) progress.bytesTransferred = 0;
     report({ uploadId, resumedFrom, bytesUploaded: stored, bytesTransferred: Math.max(progress.bytesTransferred, stored), bytesHashed: 0, phase: 'uploading' });
 
     const hasher = await this.platform.createMD5();
     hasher.init();
-    const partHasher = await this.platform.createMD5();
-    const parallel = Math.max(1, Math.floor(options.parallelParts ?? DEFAULT_PARALLEL_PARTS));
-    /** Parts read and waiting to be signed, then parts on their way: at most `parallel` of each. */
-    let batch: { n: number; bytes: Uint8Array; md5?: string }[] = [];
     const verifyParts = options.verifyChunks !== false;
-    const inFlight = new Set<Promise<void>>();
-    let failure: unknown;
+    const parallel = parallelPartsOf(options);
 
-    const sendPart = async (n: number, bytes: Uint8Array, md5: string | undefined, signed: { url: string; headers: { name: string; value: string }[]; expiresAt: string }) => {
+    type Signed = { url: string; headers: { name: string; value: string }[]; expiresAt: string };
+    const sendPart = async (n: number, bytes: Uint8Array, md5: string | undefined, signed: Signed) => {
       for (let attempt = 0; ; attempt++) {
         throwIfAborted(signal);
         if (Date.parse(signed.expiresAt) - Date.now() < 5000) {
           [signed] = (await this.withRetry(() => this.request(SignUploadPartsDocument, { uploadId, partNumbers: [n], partMd5s: md5 ? [md5] : null }, signal), options)).signUploadParts;
         }
         const outcome = await this.transport.putPart(signed.url, signed.headers, bytes, signal);
-        if (outcome.ok) break;
+        if (outcome.ok) return;
         // The store no longer knows the multipart upload: it was aborted or expired.
         if (outcome.status === 404) throw new UploadError('NOT_FOUND', `The object store no longer holds upload ${uploadId}.`, {}, 404);
         // 403: a link that expired (or a clock out of step): sign it again before the next try.
         if (outcome.status === 403) signed = { ...signed, expiresAt: new Date(0).toISOString() };
         await this.pause(attempt, outcome.error, options);
       }
-      stored += bytes.length;
-      report({ bytesSent: progress.bytesSent + bytes.length, bytesUploaded: stored, bytesTransferred: Math.max(progress.bytesTransferred, stored) });
-    };
-
-    const flush = async () => {
-      if (batch.length === 0) return;
-      const parts = batch;
-      batch = [];
-      const { signUploadParts } = await this.withRetry(
-        () => this.request(SignUploadPartsDocument, { uploadId, partNumbers: parts.map((p) => p.n), partMd5s: verifyParts ? parts.map((p) => p.md5!) : null }, signal),
-        options,
-      );
-      for (const [i, part] of parts.entries()) {
-        while (inFlight.size >= parallel) await Promise.race(inFlight);
-        if (failure) throw failure;
-        const sending: Promise<void> = sendPart(part.n, part.bytes, part.md5, signUploadParts[i]).catch((err) => {
-          failure ??= err;
-        });
-        inFlight.add(sending);
-        void sending.finally(() => inFlight.delete(sending));
-      }
     };
 
     try {
-      for (let n = 1; n <= partCount; n++) {
-        throwIfAborted(signal);
-        if (failure) throw failure;
-        const start = (n - 1) * partSize;
-        const bytes = await source.read(start, start + partBytes(n));
-        if (bytes.length !== partBytes(n)) {
-          throw new UploadError('CLIENT_ERROR', `${source.name} changed while uploading: expected ${partBytes(n)} bytes at ${start}, read ${bytes.length}.`);
-        }
-        for (let from = 0; from < bytes.length; from += HASH_SLICE) {
-          hasher.update(bytes.subarray(from, from + HASH_SLICE));
-          await yieldToIo();
-        }
-        report({ bytesHashed: start + bytes.length, phase: missing.has(n) ? 'uploading' : 'hashing' });
-        if (!missing.has(n)) continue;
-        let partMd5: string | undefined;
-        if (verifyParts) {
-          partHasher.init();
-          partHasher.update(bytes);
-          partMd5 = partHasher.digest('hex');
-        }
-        batch.push({ n, bytes, md5: partMd5 });
-        if (batch.length >= Math.min(SIGN_BATCH, parallel)) await flush();
-      }
-      await flush();
-      await Promise.all(inFlight);
-      if (failure) throw failure;
+      await this.sendParts<Signed>(source, progress, report, signal, {
+        partSize,
+        partCount,
+        missing,
+        parallel,
+        hasher,
+        partHasher: verifyParts ? await this.platform.createMD5() : undefined,
+        // One signUploadParts round trip for several parts.
+        group: Math.min(SIGN_BATCH, parallel),
+        prepare: async (parts) =>
+          (
+            await this.withRetry(
+              () => this.request(SignUploadPartsDocument, { uploadId, partNumbers: parts.map((p) => p.n), partMd5s: verifyParts ? parts.map((p) => p.md5!) : null }, signal),
+              options,
+            )
+          ).signUploadParts,
+        send: (part, signed) => sendPart(part.n, part.bytes, part.md5, signed),
+      });
     } catch (err) {
-      await Promise.allSettled(inFlight);
-      if (signal?.aborted) throw abortReason(signal);
       if (err instanceof UploadError && (err.code === 'UPLOAD_EXPIRED' || err.code === 'NOT_FOUND')) throw await this.startOver(uploadId, slot, fresh, err);
       throw err;
     }
@@ -727,6 +756,245 @@ export class BaseUploadClient {
     }
     report({ phase: 'done' });
     return { file, uploadId, md5, resumedFrom, bytesSent: progress.bytesSent };
+  }
+
+  /**
+   * An upload in parts through the server (serverLimits.parallelParts): the parts go with
+   * uploadPart, several at once, scheduled as a direct upload's are, each with its chunkMd5; one
+   * pass over the file feeds the whole-file md5 that completeUpload checks. A resume sends only
+   * the parts the server lists as missing (the others are read for the md5 only).
+   */
+  private async runParts(
+    source: ChunkSource,
+    upload: UploadState,
+    slot: ResumeSlot | undefined,
+    options: UploadOptions,
+    progress: UploadProgress,
+    fresh: boolean,
+  ): Promise<UploadResult> {
+    const { signal } = options;
+    const size = source.size;
+    const uploadId = upload.id;
+    const partSize = upload.partSize!;
+    const partCount = upload.partCount!;
+    const report = (patch: Partial<UploadProgress>) => {
+      Object.assign(progress, patch);
+      options.onProgress?.({ ...progress });
+    };
+    const limits = await this.limitsFor(options);
+    let serverFirstMissing = Math.floor(upload.offset / partSize) + 1;
+    const answered = (state: UploadState) => {
+      serverFirstMissing = Math.max(serverFirstMissing, Math.floor(state.offset / partSize) + 1);
+    };
+    let missing = await this.missingParts(upload, slot, fresh, options);
+    const resumedFrom = upload.status === 'UPLOADING' ? storedBytes(size, partSize, partCount, missing) : size;
+    if (progress.uploadId !== uploadId) progress.bytesTransferred = 0;
+    report({ uploadId, resumedFrom, bytesUploaded: resumedFrom, bytesTransferred: Math.max(progress.bytesTransferred, resumedFrom), bytesHashed: 0, phase: 'uploading' });
+
+    const hasher = await this.platform.createMD5();
+    hasher.init();
+    const partHasher = options.verifyChunks === false ? undefined : await this.platform.createMD5();
+    /** Sends the `missing` parts; `hashing`: the first pass, which also feeds every part to the md5. */
+    const send = async (hashing: boolean) => {
+      try {
+        await this.sendParts<undefined>(source, progress, report, signal, {
+          partSize,
+          partCount,
+          missing,
+          parallel: parallelPartsOf(options),
+          maxAhead: limits?.maxPartsAhead,
+          serverFirstMissing: () => serverFirstMissing,
+          hasher: hashing ? hasher : undefined,
+          partHasher,
+          group: 1,
+          prepare: async (parts) => parts.map(() => undefined),
+          send: async (part, _, written) => answered(await this.sendServerPart(uploadId, part, options, written)),
+        });
+      } catch (err) {
+        if (err instanceof UploadError && (err.code === 'UPLOAD_EXPIRED' || err.code === 'NOT_FOUND')) throw await this.startOver(uploadId, slot, fresh, err);
+        throw err;
+      }
+    };
+    await send(true);
+
+    const md5 = hasher.digest('hex');
+    for (let completions = 1; ; completions++) {
+      report({ phase: 'completing', bytesHashed: size });
+      try {
+        const { completeUpload: file } = await this.withRetry(
+          () => this.request(CompleteUploadDocument, { uploadId, md5, description: options.description }, signal),
+          options,
+        );
+        await slot?.store.remove(slot.key);
+        report({ phase: 'done', bytesUploaded: size, bytesTransferred: size });
+        return { file, uploadId, md5, resumedFrom, bytesSent: progress.bytesSent };
+      } catch (err) {
+        if (!(err instanceof UploadError)) throw err;
+        // The server lacks parts this call counted as stored (it lost them, or another writer
+        // aborted a part): ask which, and send those again.
+        if (err.code === 'UPLOAD_INCOMPLETE' && Array.isArray(err.extensions.missingParts) && completions <= 3) {
+          missing = await this.missingParts(upload, slot, fresh, options);
+          report({ bytesUploaded: storedBytes(size, partSize, partCount, missing) });
+          await send(false);
+          continue;
+        }
+        // Parts this call did not send differ from the file: that upload was another file's (or
+        // another version's) with the same fingerprint. Start a new one rather than fail.
+        if (err.code === 'CHECKSUM_MISMATCH' && resumedFrom > 0) throw await this.startOver(uploadId, slot, fresh, err);
+        if (err.code === 'UPLOAD_EXPIRED' || err.code === 'NOT_FOUND') throw await this.startOver(uploadId, slot, fresh, err);
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * One part with uploadPart, until the server has it. Sent again after a pause when the failure
+   * is transient (UPLOAD_LOCKED: another request holds this part, or it is too far ahead of the
+   * first part the server lacks; a lost answer: the part may be stored, and identical bytes are
+   * accepted again), when its chunkMd5 did not match (damaged on the way), or when the user has
+   * too many chunks streaming (RATE_LIMITED with a short retryAfter).
+   */
+  private async sendServerPart(uploadId: string, part: PartToSend, options: UploadOptions, written: (bytes: number) => void): Promise<UploadState> {
+    const { signal } = options;
+    for (let attempt = 0; ; attempt++) {
+      throwIfAborted(signal);
+      try {
+        const { uploadPart } = await this.transport.requestWithFile(
+          UploadPartDocument,
+          { uploadId, partNumber: part.n, chunk: null, chunkMd5: part.md5 ?? null },
+          'chunk',
+          part.bytes,
+          signal,
+          written,
+        );
+        return uploadPart;
+      } catch (err) {
+        if (signal?.aborted) throw abortReason(signal);
+        if (isAbortError(err) || !(err instanceof UploadError)) throw err;
+        if (!err.transient && err.code !== 'CHECKSUM_MISMATCH' && !this.briefRateLimit(err)) throw err;
+        await this.pause(attempt, err, options);
+      }
+    }
+  }
+
+  /** RATE_LIMITED for too many chunks streaming at once (wait a second), not a login throttle's minutes. */
+  private briefRateLimit(err: UploadError): boolean {
+    const retryAfter = err.extensions.retryAfter;
+    return err.code === 'RATE_LIMITED' && typeof retryAfter === 'number' && retryAfter <= BRIEF_RETRY_AFTER_S;
+  }
+
+  /** The parts of an upload in parts that its store lacks, all of them; a gone upload is a StartOver. */
+  private async missingParts(upload: UploadState, slot: ResumeSlot | undefined, fresh: boolean, options: UploadOptions): Promise<Set<number>> {
+    try {
+      const state = (await this.withRetry(() => this.request(MissingPartsDocument, { id: upload.id, first: MAX_PARTS }, options.signal), options)).upload;
+      return new Set(state?.status === 'UPLOADING' ? state.missingParts : []);
+    } catch (err) {
+      if (err instanceof UploadError && (err.code === 'NOT_FOUND' || err.code === 'UPLOAD_EXPIRED')) throw await this.startOver(upload.id, slot, fresh, err);
+      throw err;
+    }
+  }
+
+  /**
+   * Reads the file's parts in order, feeding each to the whole-file md5 (when `hasher` is given),
+   * and sends the missing ones, up to `parallel` at once and never more than `maxAhead` past the
+   * lowest part still on its way. Progress: bytesUploaded grows by each part stored,
+   * bytesTransferred adds the bytes of parts on their way and never goes back (a part sent again
+   * is counted from where the bar already is). The first part that fails for good stops the
+   * others from starting; those on their way are waited for, then its error is thrown.
+   */
+  private async sendParts<T>(
+    source: ChunkSource,
+    progress: UploadProgress,
+    report: (patch: Partial<UploadProgress>) => void,
+    signal: AbortSignal | undefined,
+    plan: PartPlan<T>,
+  ): Promise<void> {
+    const { partSize, partCount, missing, hasher, partHasher } = plan;
+    const size = source.size;
+    const partBytes = (n: number) => Math.min(partSize, size - (n - 1) * partSize);
+    const inFlight = new Map<number, Promise<void>>();
+    /** Bytes of each part on its way that the connection has taken (in this attempt). */
+    const written = new Map<number, number>();
+    let failure: unknown;
+    let group: PartToSend[] = [];
+    const transferred = () => {
+      let position = progress.bytesUploaded;
+      for (const bytes of written.values()) position += bytes;
+      return Math.max(progress.bytesTransferred, Math.min(position, size));
+    };
+    // With nothing on its way a part goes regardless: a refusal is retried, and asks the server again.
+    const mayStart = (n: number) =>
+      inFlight.size < plan.parallel &&
+      (plan.maxAhead === undefined || inFlight.size === 0 || n <= Math.min(...inFlight.keys(), plan.serverFirstMissing?.() ?? Infinity) + plan.maxAhead);
+
+    const launch = async () => {
+      if (group.length === 0) return;
+      const parts = group;
+      group = [];
+      const prepared = await plan.prepare(parts);
+      for (const [i, part] of parts.entries()) {
+        while (!failure && !mayStart(part.n)) await Promise.race(inFlight.values());
+        if (failure) throw failure;
+        const onWritten = (bytes: number) => {
+          if (!inFlight.has(part.n)) return;
+          written.set(part.n, bytes);
+          report({ bytesTransferred: transferred() });
+        };
+        const sending = plan
+          .send(part, prepared[i], onWritten)
+          .then(
+            () => {
+              written.delete(part.n);
+              const bytesUploaded = progress.bytesUploaded + part.bytes.length;
+              report({ bytesSent: progress.bytesSent + part.bytes.length, bytesUploaded, bytesTransferred: Math.max(progress.bytesTransferred, bytesUploaded) });
+            },
+            (err: unknown) => {
+              written.delete(part.n);
+              failure ??= err;
+            },
+          )
+          .finally(() => inFlight.delete(part.n));
+        inFlight.set(part.n, sending);
+      }
+    };
+
+    try {
+      for (let n = 1; n <= partCount; n++) {
+        throwIfAborted(signal);
+        if (failure) throw failure;
+        // Without the md5 to feed, parts already stored need not be read at all.
+        if (!hasher && !missing.has(n)) continue;
+        const start = (n - 1) * partSize;
+        const bytes = await source.read(start, start + partBytes(n));
+        if (bytes.length !== partBytes(n)) {
+          throw new UploadError('CLIENT_ERROR', `${source.name} changed while uploading: expected ${partBytes(n)} bytes at ${start}, read ${bytes.length}.`);
+        }
+        if (hasher) {
+          // A slice at a time, so the parts on their way meanwhile keep being written out.
+          for (let from = 0; from < bytes.length; from += HASH_SLICE) {
+            hasher.update(bytes.subarray(from, from + HASH_SLICE));
+            await yieldToIo();
+          }
+          report({ bytesHashed: start + bytes.length, phase: missing.has(n) ? 'uploading' : 'hashing' });
+        }
+        if (!missing.has(n)) continue;
+        let md5: string | undefined;
+        if (partHasher) {
+          partHasher.init();
+          partHasher.update(bytes);
+          md5 = partHasher.digest('hex');
+        }
+        group.push({ n, bytes, md5 });
+        if (group.length >= plan.group) await launch();
+      }
+      await launch();
+      await Promise.all(inFlight.values());
+      if (failure) throw failure;
+    } catch (err) {
+      await Promise.allSettled(inFlight.values());
+      if (signal?.aborted) throw abortReason(signal);
+      throw err;
+    }
   }
 
   /** Forgets (and aborts) an upload that cannot be finished; a StartOver once, the error after that. */
@@ -777,7 +1045,8 @@ export class BaseUploadClient {
   private async pause(attempt: number, err: UploadError, options: UploadOptions): Promise<void> {
     if (attempt >= this.retry.retries) throw err;
     const ceiling = Math.min(this.retry.maxDelayMs, this.retry.minDelayMs * 2 ** attempt);
-    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    const retryAfter = typeof err.extensions.retryAfter === 'number' ? err.extensions.retryAfter * 1000 : 0;
+    const delay = Math.max(retryAfter, Math.round(ceiling / 2 + (Math.random() * ceiling) / 2));
     options.onRetry?.(err, attempt + 1, delay);
     await sleep(delay, options.signal);
   }

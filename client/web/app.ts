@@ -472,8 +472,10 @@ function showProgress(row: UploadRow, p: UploadProgress): void {
   const resumed = p.resumedFrom > 0 ? ` · resumed at ${formatBytes(p.resumedFrom)}` : '';
   switch (p.phase) {
     case 'hashing':
-      row.progress.value = p.bytesHashed;
-      row.status.textContent = `Checking ${formatBytes(p.bytesHashed)} of ${formatBytes(p.resumedFrom)} already on the server…`;
+      // The file is read for its md5 up to the bytes already on the server (an upload in parts:
+      // between the parts it sends), so the bar stays at what the server holds.
+      row.progress.value = p.bytesUploaded;
+      row.status.textContent = `Reading ${formatBytes(p.bytesHashed)} of ${formatBytes(p.totalBytes)} to check the ${formatBytes(p.resumedFrom)} already on the server…`;
       break;
     case 'completing':
       row.progress.value = p.totalBytes;

@@ -97,6 +97,16 @@ export type UploadChunkMutationVariables = Exact<{
 
 export type UploadChunkMutation = { uploadChunk: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string, direct: boolean, partSize: number | null, partCount: number | null } };
 
+export type UploadPartMutationVariables = Exact<{
+  uploadId: string | number;
+  partNumber: number;
+  chunk: Blob | null;
+  chunkMd5?: string | null | undefined;
+}>;
+
+
+export type UploadPartMutation = { uploadPart: { id: string, filename: string, totalSize: number, offset: number, status: UploadStatus, maxChunkSize: number, expiresAt: string, direct: boolean, partSize: number | null, partCount: number | null } };
+
 export type CompleteUploadMutationVariables = Exact<{
   uploadId: string | number;
   md5: string;
@@ -140,7 +150,7 @@ export type DeleteFileMutation = { deleteFile: boolean };
 export type ServerLimitsQueryVariables = Exact<{ [key: string]: never; }>;
 
 
-export type ServerLimitsQuery = { serverLimits: { maxFileSize: number, maxChunkSize: number, directUploads: boolean } };
+export type ServerLimitsQuery = { serverLimits: { maxFileSize: number, maxChunkSize: number, directUploads: boolean, parallelParts: boolean, maxPartsAhead: number } };
 
 export type MissingPartsQueryVariables = Exact<{
   id: string | number;
@@ -415,6 +425,29 @@ export const UploadChunkDocument = new TypedDocumentString(`
   partSize
   partCount
 }`) as unknown as TypedDocumentString<UploadChunkMutation, UploadChunkMutationVariables>;
+export const UploadPartDocument = new TypedDocumentString(`
+    mutation UploadPart($uploadId: ID!, $partNumber: Int!, $chunk: Upload!, $chunkMd5: String) {
+  uploadPart(
+    uploadId: $uploadId
+    partNumber: $partNumber
+    chunk: $chunk
+    chunkMd5: $chunkMd5
+  ) {
+    ...UploadState
+  }
+}
+    fragment UploadState on ChunkedUpload {
+  id
+  filename
+  totalSize
+  offset
+  status
+  maxChunkSize
+  expiresAt
+  direct
+  partSize
+  partCount
+}`) as unknown as TypedDocumentString<UploadPartMutation, UploadPartMutationVariables>;
 export const CompleteUploadDocument = new TypedDocumentString(`
     mutation CompleteUpload($uploadId: ID!, $md5: String!, $description: String) {
   completeUpload(uploadId: $uploadId, md5: $md5, description: $description) {
@@ -525,6 +558,8 @@ export const ServerLimitsDocument = new TypedDocumentString(`
     maxFileSize
     maxChunkSize
     directUploads
+    parallelParts
+    maxPartsAhead
   }
 }
     `) as unknown as TypedDocumentString<ServerLimitsQuery, ServerLimitsQueryVariables>;

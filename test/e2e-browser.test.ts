@@ -113,11 +113,14 @@ describe('the browser page in headless Chromium', { skip: NO_CHROMIUM }, () => {
     assert.equal(partSize, 128 * KiB, 'the page sends parts (the server offers parallel parts), of its chunk size');
     assert.ok(stored > 0 && stored < bytes.length, `the upload stopped mid-way (offset ${stored})`);
 
-    // Choosing the same file again resumes it from the server's offset.
+    // Choosing the same file again resumes it from the server's offset. Waits for the row to
+    // settle either way, so a failure says what the page showed (CI once saw it not done in 30 s).
     await page.setInputFiles('#file-input', filePath);
-    await page.waitForFunction(() => (globalThis as any).document.querySelector('#upload-list li')?.dataset.state === 'done', null, {
-      timeout: 30_000,
+    await page.waitForFunction(() => ['done', 'error', 'failed'].includes((globalThis as any).document.querySelector('#upload-list li')?.dataset.state), null, {
+      timeout: 90_000,
     });
+    const settled = { state: await row.getAttribute('data-state'), text: await row.textContent(), server: await server.admin.data(`query($id: ID!) { upload(id: $id) { offset status missingParts } }`, { id: uploadId }) };
+    assert.equal(settled.state, 'done', `the resumed upload did not finish: ${JSON.stringify(settled)}`);
     assert.equal(await row.getAttribute('data-upload-id'), uploadId, 'the same upload was continued');
     const resumedFrom = Number(await row.getAttribute('data-resumed-from'));
     assert.ok(resumedFrom >= stored, `resumed from ${resumedFrom}, the server had ${stored}`);

@@ -206,6 +206,21 @@ describe('parallel parts', () => {
     assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
   });
 
+  it('release the lease of a part whose client vanished mid-body, so a retry can send it', async () => {
+    const bytes = randomFile(2 * PART);
+    const { id } = await startParted(client, bytes.length);
+    const leased = async () => (await server.sql(`select count(*)::int as n from upload_parts where upload_id = ? and lease_token is not null and lease_expires_at > now()`, [id]))[0].n;
+    for (const sent of [1000, PART - 10]) {
+      const cut = openPartRequest(client, id, 1);
+      await cut.send(partOf(bytes, 1).subarray(0, sent));
+      await eventually(async () => assert.equal(await leased(), 1));
+      cut.abort();
+      await eventually(async () => assert.equal(await leased(), 0, `released after a cut at ${sent} bytes`), 3000);
+    }
+    await sendParts(client, id, bytes, [2, 1]);
+    assert.equal((await complete(client, id, bytes)).md5, md5(bytes));
+  });
+
   it('refuse a part whose upload was aborted while it was being sent, and keep none of it', async () => {
     const bytes = randomFile(2 * PART);
     const { id } = await startParted(client, bytes.length);

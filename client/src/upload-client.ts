@@ -466,10 +466,7 @@ export class BaseUploadClient {
   private async run(source: ChunkSource, slot: ResumeSlot | undefined, options: UploadOptions, progress: UploadProgress, fresh: boolean): Promise<UploadResult> {
     const { signal } = options;
     const size = source.size;
-    const report = (patch: Partial<UploadProgress>) => {
-      Object.assign(progress, patch);
-      options.onProgress?.({ ...progress });
-    };
+    const report = progressReporter(progress, options);
     /** The bar moves to `position` unless it is already past it (a chunk being sent again). */
     const reach = (position: number) => Math.max(progress.bytesTransferred, position);
 
@@ -678,10 +675,7 @@ export class BaseUploadClient {
     const uploadId = upload.id;
     const partSize = upload.partSize!;
     const partCount = upload.partCount!;
-    const report = (patch: Partial<UploadProgress>) => {
-      Object.assign(progress, patch);
-      options.onProgress?.({ ...progress });
-    };
+    const report = progressReporter(progress, options);
     const missing = await this.missingParts(upload, slot, fresh, options);
     const stored = storedBytes(size, partSize, partCount, missing);
     const resumedFrom = upload.status === 'UPLOADING' ? stored : size;
@@ -777,10 +771,7 @@ export class BaseUploadClient {
     const uploadId = upload.id;
     const partSize = upload.partSize!;
     const partCount = upload.partCount!;
-    const report = (patch: Partial<UploadProgress>) => {
-      Object.assign(progress, patch);
-      options.onProgress?.({ ...progress });
-    };
+    const report = progressReporter(progress, options);
     const limits = await this.limitsFor(options);
     let serverFirstMissing = Math.floor(upload.offset / partSize) + 1;
     const answered = (state: UploadState) => {
@@ -1050,4 +1041,12 @@ export class BaseUploadClient {
     options.onRetry?.(err, attempt + 1, delay);
     await sleep(delay, options.signal);
   }
+}
+
+/** Applies a change to `progress` and tells onProgress (a copy, so a listener cannot alter it). */
+function progressReporter(progress: UploadProgress, options: UploadOptions): (patch: Partial<UploadProgress>) => void {
+  return (patch) => {
+    Object.assign(progress, patch);
+    options.onProgress?.({ ...progress });
+  };
 }

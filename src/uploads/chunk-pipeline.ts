@@ -45,6 +45,39 @@ export class LeaseClock implements WriterLease {
   }
 }
 
+/** What a renewal found: still ours, someone else's, or wanted back by a newer request. */
+export type RenewalOutcome = 'held' | 'lost' | 'asked to release';
+
+/**
+ * Renews a writer's lease every `everyMs` while its body streams. A writer that lost it stops
+ * before it can do harm; one asked to release it stops too (and gives it back in its finally).
+ * A renewal that fails is reported and retried: the clock stops the writer if the lease runs out.
+ */
+export function renewWhileWriting(
+  renew: () => Promise<RenewalOutcome>,
+  clock: LeaseClock,
+  body: Readable,
+  everyMs: number,
+  onFailure: (err: unknown) => void,
+): NodeJS.Timeout {
+  const renewOnce = async () => {
+    const sentAt = Date.now();
+    try {
+      const outcome = await renew();
+      if (outcome === 'lost') {
+        clock.lose();
+        body.destroy(Errors.uploadLocked());
+        return;
+      }
+      clock.renewedAt(sentAt);
+      if (outcome === 'asked to release') body.destroy(Errors.uploadLocked());
+    } catch (err) {
+      onFailure(err);
+    }
+  };
+  return setInterval(renewOnce, everyMs).unref();
+}
+
 export interface ChunkRules {
   /** Most bytes this chunk may carry: the smaller of MAX_CHUNK_SIZE and what is left of totalSize. */
   limit: number;

@@ -7,7 +7,7 @@ import type { User } from '../entities';
 import { type AppError, Errors } from '../errors';
 import type { GcPacer } from '../gc-pacer';
 import type { PartSpool } from '../storage/part-spool';
-import { ChunkInspector, LeaseClock, asStorageRefusal, type BodyWatch } from './chunk-pipeline';
+import { ChunkInspector, LeaseClock, asStorageRefusal, renewWhileWriting, type BodyWatch } from './chunk-pipeline';
 import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
 import { MAX_PARTS, partCountOf } from './direct-upload.service';
 import type { PartRepository } from './part.repository';
@@ -48,18 +48,9 @@ export class PartReceiver {
     const { lease, size } = claim;
     const ttlMs = this.config.uploadLockTtlSeconds * 1000;
     const clock = new LeaseClock(lease.generation, ttlMs, claimSentAt);
-    const renewal = setInterval(async () => {
-      const sentAt = Date.now();
-      try {
-        if (await this.parts.renew(lease)) clock.renewedAt(sentAt);
-        else {
-          clock.lose();
-          watch.body.destroy(Errors.uploadLocked());
-        }
-      } catch (err) {
-        this.log.warn({ err, uploadId, partNumber }, 'could not renew a part lease; the part stops if the lease runs out');
-      }
-    }, ttlMs / 3).unref();
+    const renewal = renewWhileWriting(async () => ((await this.parts.renew(lease)) ? 'held' : 'lost'), clock, watch.body, ttlMs / 3, (err) =>
+      this.log.warn({ err, uploadId, partNumber }, 'could not renew a part lease; the part stops if the lease runs out'),
+    );
     let committed = false;
     try {
       using _slot = this.streams.take(owner);

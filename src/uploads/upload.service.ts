@@ -18,7 +18,7 @@ import type { QuotaService } from '../services/quota.service';
 import { cleanDescription, cleanFilename, cleanMimeType, isUuid, parseMd5, requireByteCount } from '../services/validation';
 import type { ChunkWritten, FileStore, StoredUpload, StoreState } from '../storage/file-store';
 import { SpooledPartLost, type PartSpool } from '../storage/part-spool';
-import { BodySegments, BodyWatch, ChunkInspector, LeaseClock, asStorageRefusal } from './chunk-pipeline';
+import { BodySegments, BodyWatch, ChunkInspector, LeaseClock, asStorageRefusal, renewWhileWriting } from './chunk-pipeline';
 import { ChunkedUpload, UploadStatus } from './chunked-upload.entity';
 import { checkPartSize, type DirectUploadService } from './direct-upload.service';
 import type { Claimed, Lease, LeaseRepository } from './lease.repository';
@@ -769,22 +769,9 @@ export class UploadService {
    * one asked to release it (a newer request for the upload) stops and gives it back.
    */
   private keepLease(lease: Lease, clock: LeaseClock, body: Readable, everyMs: number): NodeJS.Timeout {
-    const renew = async () => {
-      const sentAt = Date.now();
-      try {
-        const outcome = await this.leases.renew(lease);
-        if (outcome === 'lost') {
-          clock.lose();
-          body.destroy(Errors.uploadLocked());
-          return;
-        }
-        clock.renewedAt(sentAt);
-        if (outcome === 'asked to release') body.destroy(Errors.uploadLocked());
-      } catch (err) {
-        this.log.warn({ err, uploadId: lease.uploadId }, 'could not renew an upload lease; the chunk stops if the lease runs out');
-      }
-    };
-    return setInterval(renew, everyMs).unref();
+    return renewWhileWriting(() => this.leases.renew(lease), clock, body, everyMs, (err) =>
+      this.log.warn({ err, uploadId: lease.uploadId }, 'could not renew an upload lease; the chunk stops if the lease runs out'),
+    );
   }
 
   private async release(lease: Lease): Promise<void> {

@@ -117,12 +117,20 @@ export class ChunkInspector extends Transform {
   static inspect(watch: BodyWatch, rules: ChunkRules): ChunkInspector {
     const { body } = watch;
     const inspector = new ChunkInspector(rules, watch);
-    const onBodyError = (err: Error) => inspector.destroy(err);
-    body.once('error', onBodyError);
-    inspector.once('close', () => body.off('error', onBodyError));
     // The store's pipeline reports the inspector's failure; this listener only keeps pipe's
     // own error handling from rethrowing it once the pipeline has let go of the stream.
     inspector.on('error', () => {});
+    const cut = watch.cutOff();
+    if (cut) {
+      // Gone while the claim was waiting on the database: its 'error' was emitted before anyone
+      // listened, and a destroyed body never ends, so without this the write would wait forever
+      // (renewing the lease it holds).
+      inspector.destroy(cut);
+      return inspector;
+    }
+    const onBodyError = (err: Error) => inspector.destroy(err);
+    body.once('error', onBodyError);
+    inspector.once('close', () => body.off('error', onBodyError));
     // pipe (not pipeline) unpipes on the inspector's error and leaves the body readable.
     body.pipe(inspector);
     return inspector;
@@ -215,9 +223,18 @@ export class BodyWatch {
     this.timer = undefined;
   }
 
+  /** What the body failed with if it was destroyed before its end (client gone, cut off): it will never emit again. */
+  cutOff(): Error | undefined {
+    const { body } = this;
+    if (!body.destroyed || body.readableEnded) return undefined;
+    return body.errored ?? Errors.badInput('The chunk was cut off before its end.');
+  }
+
   /** Waits for the body's first byte (false) or its end (true) without consuming anything. */
   endsBeforeFirstByte(): Promise<boolean> {
     const { body } = this;
+    const cut = this.cutOff();
+    if (cut) return Promise.reject(cut);
     if (body.readableLength > 0) return Promise.resolve(false);
     if (body.readableEnded) return Promise.resolve(true);
     return new Promise((resolve, reject) => {

@@ -57,11 +57,10 @@ export class PartRepository {
   async claim(uploadId: string, ownerId: string, partNumber: number, maxAhead: number): Promise<PartClaim | undefined> {
     const token = randomUUID();
     const rows = await this.orm.em.getConnection().execute<PartRow[]>(
-      // The upload's row is share-locked, so an abort or a completion cannot slip in between the
-      // check and the insert. A lease need not survive a crash: no WAL flush for its commit.
       // The part must exist and lie at most `maxAhead` parts past the first one not merged yet,
-      // so the spool holds a bounded number of parts per upload. A lease need not survive a
-      // crash: no WAL flush for its commit.
+      // so the spool holds a bounded number of parts per upload. An abort that slips in after
+      // the check is caught by the part's commit, which needs the upload still UPLOADING.
+      // A lease need not survive a crash: no WAL flush for its commit.
       `with no_flush as (select set_config('synchronous_commit', 'off', true)),
             up as (select u.id, u."offset", u.part_size, u.total_size from chunked_uploads u, no_flush
                     where u.id = ? and u.owner_id = ? and u.status = 'UPLOADING' and u.expires_at > now()

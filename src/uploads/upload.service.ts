@@ -473,6 +473,9 @@ export class UploadService {
       watch.stop();
       const segments = new BodySegments(watch.body, this.segmentSize(upload));
       for (;;) {
+        // Cut off while the segment before was committing: nobody listened, and it never ends.
+        const cut = watch.cutOff();
+        if (cut) throw cut;
         const body = segments.next();
         const segment = new BodyWatch(body, this.config.bodyTimeoutSeconds * 1000);
         try {

@@ -7,7 +7,8 @@ import { AuthCache } from '../src/services/auth-cache';
 import { expectCode } from './helpers/assert';
 import { runCli, show } from './helpers/cli';
 import { GraphQLClient, tag } from './helpers/client';
-import { databaseKind, NEEDS_POSTGRES } from './helpers/database';
+import { createTestDatabase, databaseKind, NEEDS_POSTGRES, type TestDatabase } from './helpers/database';
+import { postgresProxy } from './helpers/postgres-proxy';
 import { ProcessFixture, type ServerInstance } from './helpers/process';
 import { startServer, startServers, type TestServer } from './helpers/server';
 import { eventually, sleep } from './helpers/timing';
@@ -272,6 +273,39 @@ describe('authentication cache while its listener is down (PostgreSQL)', { skip:
     const before = reads();
     assert.equal((await hank.client.data(ME)).me.username, hank.username);
     assert.equal(reads() - before, 1, 'what was cached before the loss is not served after it');
+  });
+});
+
+describe('authentication cache when its listening connection goes silent (PostgreSQL)', { skip: NEEDS_POSTGRES }, () => {
+  let proxy: Awaited<ReturnType<typeof postgresProxy>>;
+  let database: TestDatabase;
+  let server: TestServer;
+  before(async () => {
+    proxy = await postgresProxy(new URL(process.env.TEST_DATABASE_URL!));
+    database = await createTestDatabase();
+    // Cached for five minutes: only finding the dead connection can end a revoked token sooner.
+    server = await startServer({ DATABASE_URL: proxy.url(new URL(database.url!)), AUTH_CACHE_TTL: '300' });
+  });
+  after(async () => {
+    await server?.close();
+    await proxy?.down();
+    await database?.drop();
+  });
+
+  it('finds the connection dead (no FIN, no RST), stops serving what it cached, and listens again', { timeout: 60_000 }, async () => {
+    const reads = countAuthReads(server);
+    const cache = server.app.services.authCache;
+    const ivan = await newAccount(server.admin, server.client);
+    await eventually(() => assert.equal(cache.serving, true));
+    await ivan.client.data(ME);
+    const before = reads();
+    await ivan.client.data(ME);
+    assert.equal(reads(), before, 'served from the cache');
+    assert.equal(proxy.silence(LISTENER_APPLICATION_NAME), 1, 'the listening connection is silenced');
+    // Its notification goes to a connection nobody reads any more.
+    await server.sql('update users set disabled = true where id = ?', [ivan.id]);
+    await eventually(async () => expectCode(await ivan.client.request(ME), 'UNAUTHENTICATED', 'the disabled user, once the silence is found out'), 30_000);
+    await eventually(() => assert.equal(cache.serving, true, 'listening again on a new connection'), 30_000);
   });
 });
 

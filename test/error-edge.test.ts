@@ -15,6 +15,7 @@ import { AppError, ERROR_TABLE, Errors } from '../src/errors';
 import { GraphQLClient } from './helpers/client';
 import { expectCode } from './helpers/assert';
 import { eventually } from './helpers/timing';
+import { postgresProxy } from './helpers/postgres-proxy';
 import { uploadFile } from './helpers/upload';
 import { createTestDatabase, databaseKind, type TestDatabase } from './helpers/database';
 import { startServer, type TestServer } from './helpers/server';
@@ -52,54 +53,6 @@ async function tcpServer(handle: (socket: net.Socket) => void): Promise<{ port: 
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-/**
- * A TCP proxy in front of the test PostgreSQL: `down()` makes the database vanish for whoever
- * connects through it (connections cut, new ones refused), `up()` brings it back on the same
- * port; `cut()` ends the client side of every open connection, as a server that crashed would.
- */
-async function postgresProxy(target: URL) {
-  const sockets = new Set<net.Socket>();
-  let server: net.Server | undefined;
-  let port = 0;
-  const up = async () => {
-    if (server?.listening) return;
-    server = net.createServer((client) => {
-      const upstream = net.connect(Number(target.port || 5432), target.hostname);
-      for (const socket of [client, upstream]) {
-        sockets.add(socket);
-        socket.on('close', () => sockets.delete(socket));
-        socket.on('error', () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((resolve) => server!.listen(port, '127.0.0.1', resolve));
-    port = (server.address() as net.AddressInfo).port;
-  };
-  const cut = () => {
-    for (const socket of sockets) socket.end();
-  };
-  await up();
-  return {
-    url(database: URL): string {
-      const proxied = new URL(database);
-      proxied.hostname = '127.0.0.1';
-      proxied.port = String(port);
-      return proxied.toString();
-    },
-    up,
-    cut,
-    async down() {
-      if (!server?.listening) return;
-      const closed = new Promise((resolve) => server!.close(resolve));
-      for (const socket of sockets) socket.destroy();
-      await closed;
     },
   };
 }

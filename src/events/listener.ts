@@ -22,6 +22,15 @@ export const LISTENER_APPLICATION_NAME = 'upload-server events';
 
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 10_000;
+/**
+ * A connection can die without a word (a NAT or firewall dropping it: no FIN, no RST). Silence
+ * cannot tell that from no notifications, so the listener asks: an answer missing for
+ * HEARTBEAT_TIMEOUT_MS counts as a lost connection, found within about 10 s instead of never.
+ */
+const HEARTBEAT_MS = 5_000;
+const HEARTBEAT_TIMEOUT_MS = 5_000;
+/** A connect over such a path would wait for ever. */
+const CONNECT_TIMEOUT_MS = 10_000;
 
 /**
  * A dedicated `pg` connection outside the ORM's pool (a pooled connection would be handed to
@@ -46,9 +55,17 @@ export class PgListener implements NotificationListener {
     const connect = async (reconnecting: boolean): Promise<void> => {
       if (this.closing) return;
       const { Client } = await import('pg');
-      const client = new Client({ connectionString: this.databaseUrl, application_name: LISTENER_APPLICATION_NAME });
+      const client = new Client({
+        connectionString: this.databaseUrl,
+        application_name: LISTENER_APPLICATION_NAME,
+        query_timeout: HEARTBEAT_TIMEOUT_MS,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        keepAlive: true,
+      });
       let lost = false;
+      let heartbeat: NodeJS.Timeout | undefined;
       const onLost = (err?: Error) => {
+        clearInterval(heartbeat);
         if (lost || this.closing) return;
         lost = true;
         if (this.client === client) this.client = undefined;
@@ -74,6 +91,7 @@ export class PgListener implements NotificationListener {
       }
       this.client = client;
       this.delayMs = RECONNECT_MIN_MS;
+      heartbeat = setInterval(() => void client.query('select 1').catch(onLost), HEARTBEAT_MS).unref();
       onListening(true);
       if (reconnecting) {
         this.log.info('the event listener is connected again');

@@ -77,4 +77,22 @@ describe('two server instances and a tus client that reconnects to the other one
     }
     await verifyDownload(b.admin, id, bytes);
   });
+
+  it('a PATCH sent straight to the other instance (no HEAD first) asks for the lease too, after its claim is refused', async () => {
+    const database = await fixture.database();
+    const shared = await fixture.tempDir('tus-shared-patch');
+    const env = { UPLOAD_LOCK_TTL: '60', BODY_TIMEOUT: '120' };
+    const [a, b] = [await fixture.instance(env, shared, database), await fixture.instance(env, shared, database)];
+    const bytes = randomFile(4 * MiB);
+    const id = await startRaw(a.admin, bytes.length, 'patched.bin');
+    const stalled = await openStalledPatch(a.admin, `${a.url}/tus/${id}`, 0, bytes.length, bytes.subarray(0, MiB));
+    try {
+      // The stalled PATCH committed nothing yet (its first segment is far from full): offset 0.
+      const rest = await withTimeout(patch(b.admin, `${b.url}/tus/${id}`, 0, bytes), 10_000, 'PATCH on the other instance');
+      assert.equal(rest.status, 204, await rest.text());
+    } finally {
+      stalled.destroy();
+    }
+    await verifyDownload(b.admin, id, bytes);
+  });
 });

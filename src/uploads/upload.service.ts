@@ -77,6 +77,12 @@ interface WritePlan {
   mergingParts?: boolean;
   expectedChunkMd5?: string;
   declaredLength?: number;
+  /**
+   * A refused claim asks the upload's holder on another instance to give the lease back, waits
+   * for it, and claims once more (a tus client resuming after a dropped connection). Asked only
+   * after a refusal: the uncontended stream pays no extra statement.
+   */
+  askHolderToRelease?: boolean;
 }
 
 /** The most uploads `myUploads` returns at once. */
@@ -395,9 +401,9 @@ export class UploadService {
       const offset = requireByteCount(input.offset, 'offset');
       const declaredLength = input.declaredLength === undefined ? undefined : requireByteCount(input.declaredLength, 'Upload-Length');
       if (!isUuid(input.uploadId)) throw Errors.notFound('Upload');
-      await this.interruptStream(owner, input.uploadId);
+      await this.stopLiveStream(input.uploadId);
       this.liveStreams.set(input.uploadId, { stop: () => input.body.destroy(Errors.uploadLocked()), done: interrupted.promise });
-      return await this.writeBody(owner, input.uploadId, offset, watch, { segmented: true, declaredLength });
+      return await this.writeBody(owner, input.uploadId, offset, watch, { segmented: true, declaredLength, askHolderToRelease: true });
     } finally {
       watch.stop();
       if (this.liveStreams.get(input.uploadId)?.done === interrupted.promise) this.liveStreams.delete(input.uploadId);
@@ -413,15 +419,25 @@ export class UploadService {
    * Committed segments stay.
    */
   async interruptStream(owner: User, uploadId: string): Promise<void> {
+    if (await this.stopLiveStream(uploadId)) return;
+    if (isUuid(uploadId)) await this.askHolderToRelease(owner, uploadId);
+  }
+
+  /** Stops the stream into the upload in this process, if any; true once it has stopped. */
+  private async stopLiveStream(uploadId: string): Promise<boolean> {
     const live = this.liveStreams.get(uploadId);
-    if (live) {
-      live.stop();
-      await live.done;
-      return;
-    }
-    if (!isUuid(uploadId) || !(await this.leases.askToRelease(uploadId, owner.id))) return;
+    if (!live) return false;
+    live.stop();
+    await live.done;
+    return true;
+  }
+
+  /** Asks the holder of the upload's live lease to release it and waits briefly; false when nobody held it. */
+  private async askHolderToRelease(owner: User, uploadId: string): Promise<boolean> {
+    if (!(await this.leases.askToRelease(uploadId, owner.id))) return false;
     const deadline = Date.now() + RELEASE_WAIT_MS;
     while (Date.now() < deadline && (await this.leases.isHeld(uploadId))) await sleep(RELEASE_POLL_MS);
+    return true;
   }
 
   /**
@@ -429,8 +445,12 @@ export class UploadService {
    * that lost its lease), then write and commit the body, whole or in segments.
    */
   private async writeBody(owner: User, uploadId: string, offset: number, watch: BodyWatch, plan: WritePlan): Promise<ChunkedUpload> {
-    const claimSentAt = Date.now();
-    const claimed = await this.leases.claim(uploadId, owner.id, offset);
+    let claimSentAt = Date.now();
+    let claimed = await this.leases.claim(uploadId, owner.id, offset);
+    if (!claimed && plan.askHolderToRelease && (await this.askHolderToRelease(owner, uploadId))) {
+      claimSentAt = Date.now();
+      claimed = await this.leases.claim(uploadId, owner.id, offset);
+    }
     if (!claimed) throw await this.explainRefusal(uploadId, owner.id, { offset });
     if (claimed.upload.direct) {
       // Its parts go to the store over signUploadParts URLs; a chunk here would add parts of its own.

@@ -55,7 +55,11 @@ twoInstances('S3, one bucket', NEEDS_POSTGRES || S3_SKIP, s3Env, false);
 describe('two server instances and a tus client that reconnects to the other one', { skip: NEEDS_POSTGRES }, () => {
   const fixture = new ProcessFixture();
 
-  it("asks the first instance's abandoned PATCH to give the lease back, so the client goes on within seconds", async () => {
+  /**
+   * The client's connection to A goes silent mid-PATCH (no FIN, no RST): A still holds the
+   * lease. `resume` sends the rest to B, which must get the lease within seconds.
+   */
+  async function resumeOnTheOtherInstance(resume: (b: ServerInstance, urlOnB: string, bytes: Buffer) => Promise<Response>): Promise<void> {
     const database = await fixture.database();
     const shared = await fixture.tempDir('tus-shared');
     // A lease far longer than tus-js-client's retry delays (0, 1, 3, 5 s): waiting it out would fail.
@@ -63,36 +67,27 @@ describe('two server instances and a tus client that reconnects to the other one
     const [a, b] = [await fixture.instance(env, shared, database), await fixture.instance(env, shared, database)];
     const bytes = randomFile(4 * MiB);
     const id = await startRaw(a.admin, bytes.length, 'moved.bin');
-    // The client's connection to A goes silent mid-PATCH (no FIN, no RST): A still holds the lease.
     const stalled = await openStalledPatch(a.admin, `${a.url}/tus/${id}`, 0, bytes.length, bytes.subarray(0, MiB));
     try {
-      const urlOnB = `${b.url}/tus/${id}`;
+      const rest = await resume(b, `${b.url}/tus/${id}`, bytes);
+      assert.equal(rest.status, 204, await rest.text());
+    } finally {
+      stalled.destroy();
+    }
+    await verifyDownload(b.admin, id, bytes);
+  }
+
+  it("asks the first instance's abandoned PATCH to give the lease back, so the client goes on within seconds", async () => {
+    await resumeOnTheOtherInstance(async (b, urlOnB, bytes) => {
       const head = await withTimeout(tusRequest(urlOnB, 'HEAD', { token: b.admin.token }), 6000, 'HEAD on the other instance');
       assert.equal(head.status, 200);
       const offset = Number(head.headers.get('upload-offset'));
-      const rest = await withTimeout(patch(b.admin, urlOnB, offset, bytes.subarray(offset)), 10_000, 'PATCH on the other instance');
-      assert.equal(rest.status, 204, await rest.text());
-    } finally {
-      stalled.destroy();
-    }
-    await verifyDownload(b.admin, id, bytes);
+      return withTimeout(patch(b.admin, urlOnB, offset, bytes.subarray(offset)), 10_000, 'PATCH on the other instance');
+    });
   });
 
   it('a PATCH sent straight to the other instance (no HEAD first) asks for the lease too, after its claim is refused', async () => {
-    const database = await fixture.database();
-    const shared = await fixture.tempDir('tus-shared-patch');
-    const env = { UPLOAD_LOCK_TTL: '60', BODY_TIMEOUT: '120' };
-    const [a, b] = [await fixture.instance(env, shared, database), await fixture.instance(env, shared, database)];
-    const bytes = randomFile(4 * MiB);
-    const id = await startRaw(a.admin, bytes.length, 'patched.bin');
-    const stalled = await openStalledPatch(a.admin, `${a.url}/tus/${id}`, 0, bytes.length, bytes.subarray(0, MiB));
-    try {
-      // The stalled PATCH committed nothing yet (its first segment is far from full): offset 0.
-      const rest = await withTimeout(patch(b.admin, `${b.url}/tus/${id}`, 0, bytes), 10_000, 'PATCH on the other instance');
-      assert.equal(rest.status, 204, await rest.text());
-    } finally {
-      stalled.destroy();
-    }
-    await verifyDownload(b.admin, id, bytes);
+    // The stalled PATCH committed nothing yet (its first segment is far from full): offset 0.
+    await resumeOnTheOtherInstance((b, urlOnB, bytes) => withTimeout(patch(b.admin, urlOnB, 0, bytes), 10_000, 'PATCH on the other instance'));
   });
 });

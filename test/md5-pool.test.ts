@@ -64,7 +64,7 @@ describe('md5 worker pool', () => {
 
   it('holds a writer back while its slabs are at the worker, and lets it go on', async () => {
     const session = pool.open(await initialState());
-    const big = randomBytes(4 * 1024 * KiB);
+    const big = randomBytes(6 * 1024 * KiB);
     let calledBack = false;
     const fed = new Promise<void>((resolve, reject) =>
       session.update(big, (err) => {
@@ -73,7 +73,7 @@ describe('md5 worker pool', () => {
         else resolve();
       }),
     );
-    // 4 MiB is more than a session may have at its worker: the callback did not run synchronously.
+    // 6 MiB is more than a session may have at its worker: the callback did not run synchronously.
     assert.equal(calledBack, false);
     await fed;
     assert.equal(await digestOf(await session.save()), md5(big));
@@ -83,17 +83,17 @@ describe('md5 worker pool', () => {
     const local = new Md5Pool(1);
     try {
       const start = await initialState();
-      const mib = randomBytes(1024 * KiB); // four slabs
+      const fourMiB = randomBytes(4 * 1024 * KiB); // four slabs
       const copiedAtOnce = (session: Md5Session) => {
         let calledBack = false;
-        session.update(mib, () => (calledBack = true));
+        session.update(fourMiB, () => (calledBack = true));
         return calledBack;
       };
       const alone = local.open(start);
-      assert.equal(copiedAtOnce(alone), true, 'one session may have eight slabs in flight');
+      assert.equal(copiedAtOnce(alone), true, 'one session may have four slabs in flight');
       const crowd = Array.from({ length: 15 }, () => local.open(start));
       const latecomer = local.open(start);
-      assert.equal(copiedAtOnce(latecomer), false, 'with 17 sessions open, the fourth slab waits');
+      assert.equal(copiedAtOnce(latecomer), false, 'with 17 sessions open, the third slab waits');
       // The sessions end (saved or discarded): the share grows back.
       await alone.save();
       for (const session of crowd) session.discard();
@@ -104,6 +104,12 @@ describe('md5 worker pool', () => {
     } finally {
       await local.close();
     }
+  });
+
+  it('saves a session that was given no bytes as the state it started from', async () => {
+    const hasher = await createMD5();
+    const state = hasher.init().update('continued').save();
+    assert.equal(await digestOf(await pool.open(state).save()), md5(Buffer.from('continued')));
   });
 
   it('forgets a discarded session without disturbing the others', async () => {

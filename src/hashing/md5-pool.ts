@@ -3,18 +3,22 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { FromWorker, ToWorker } from './md5-protocol';
 
-/** Bytes are copied into slabs this big and the slabs themselves are moved to a worker, not copied again. */
-const SLAB_BYTES = 256 * 1024;
+/**
+ * Bytes are copied into slabs this big and the slabs themselves are moved to a worker, not
+ * copied again. Every message wakes a thread, which costs far more than the copy: a 1 MiB
+ * chunk goes in one message (256 KiB slabs took six each way with the open and the save).
+ */
+const SLAB_BYTES = 1024 * 1024;
 /**
  * Slabs one session may have at its worker at once; past that its body waits (backpressure).
- * Eight hide a worker's latency from one fast upload; with many uploads at once each gets a
- * share of IN_FLIGHT_SHARED (at least two), so memory does not grow by 2 MiB per upload.
+ * Four hide a worker's latency from one fast upload; with many uploads at once each gets a
+ * share of IN_FLIGHT_SHARED (at least two), so memory does not grow by 4 MiB per upload.
  */
-const MAX_SLABS_IN_FLIGHT_PER_SESSION = 8;
+const MAX_SLABS_IN_FLIGHT_PER_SESSION = 4;
 const MIN_SLABS_IN_FLIGHT_PER_SESSION = 2;
-const IN_FLIGHT_SHARED = 32;
+const IN_FLIGHT_SHARED = 12;
 /** Returned slabs kept for reuse, so a steady stream of chunks allocates nothing. */
-const SPARE_SLABS = 16;
+const SPARE_SLABS = 4;
 
 /**
  * Whole-file md5s computed on worker threads, so hashing (the costliest step of a chunk after
@@ -76,11 +80,11 @@ class HashWorker {
     this.worker.unref();
   }
 
+  /** The worker hears of the session with its first message. */
   open(id: number, state: Uint8Array): Md5Session {
-    const session = new Md5Session(this, this.pool, id);
+    const session = new Md5Session(this, this.pool, id, state);
     if (this.sessions.size === 0) this.worker.ref();
     this.sessions.set(id, session);
-    this.post({ type: 'open', session: id, state });
     return session;
   }
 
@@ -102,7 +106,7 @@ class HashWorker {
 
   private receive(message: FromWorker): void {
     // Slabs come back even for sessions that were discarded meanwhile.
-    if (message.type === 'slab') this.pool.returnSlab(message.slab);
+    if (message.type === 'slab' || (message.type === 'saved' && message.slab)) this.pool.returnSlab(message.slab!);
     const session = this.sessions.get(message.session);
     if (!session) return;
     if (message.type === 'slab') session.slabReturned();
@@ -132,6 +136,8 @@ export class Md5Session {
     private readonly worker: HashWorker,
     private readonly pool: Md5Pool,
     private readonly id: number,
+    /** The state to continue from, until the first message takes it to the worker. */
+    private unsentState: Uint8Array | undefined,
   ) {}
 
   /**
@@ -165,10 +171,10 @@ export class Md5Session {
   /** The md5 state after every byte given to `update`: hash-wasm's `save()`, to store and continue from. */
   save(): Promise<Uint8Array> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.slab && this.filled > 0) this.sendSlab();
     return new Promise((resolve, reject) => {
       this.saving = { resolve, reject };
-      this.worker.post({ type: 'save', session: this.id });
+      if (this.slab && this.filled > 0) this.sendSlab(true);
+      else this.worker.post({ type: 'save', session: this.id, open: this.takeUnsentState() });
     });
   }
 
@@ -178,7 +184,7 @@ export class Md5Session {
     this.slab = undefined;
     this.resumeCopy = undefined;
     this.worker.forget(this.id);
-    this.worker.post({ type: 'discard', session: this.id });
+    if (!this.takeUnsentState()) this.worker.post({ type: 'discard', session: this.id });
   }
 
   slabReturned(): void {
@@ -202,9 +208,15 @@ export class Md5Session {
     resume?.();
   }
 
-  private sendSlab(): void {
+  private takeUnsentState(): Uint8Array | undefined {
+    const state = this.unsentState;
+    this.unsentState = undefined;
+    return state;
+  }
+
+  private sendSlab(save = false): void {
     const slab = this.slab!.buffer as ArrayBuffer;
-    this.worker.post({ type: 'data', session: this.id, slab, length: this.filled }, [slab]);
+    this.worker.post({ type: 'data', session: this.id, slab, length: this.filled, open: this.takeUnsentState(), save }, [slab]);
     this.slabsInFlight += 1;
     this.slab = undefined;
   }

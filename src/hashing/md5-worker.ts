@@ -15,10 +15,8 @@ function reply(message: FromWorker, transfer?: ArrayBuffer[]): void {
 }
 
 function handle(message: ToWorker, md5: IHasher): void {
+  if (message.type !== 'discard' && message.open) states.set(message.session, message.open);
   switch (message.type) {
-    case 'open':
-      states.set(message.session, message.state);
-      return;
     case 'data': {
       const state = states.get(message.session);
       // A session that failed earlier gets no more hashing, but the slab always goes back.
@@ -32,6 +30,14 @@ function handle(message: ToWorker, md5: IHasher): void {
           reply({ type: 'failed', session: message.session, message: (err as Error).message });
         }
       }
+      const saved = message.save ? states.get(message.session) : undefined;
+      if (saved) {
+        states.delete(message.session);
+        reply({ type: 'saved', session: message.session, state: saved, slab: message.slab }, [message.slab]);
+        return;
+      }
+      // A save for a session the worker does not know (or no longer: it failed above, and said so).
+      if (message.save && !state) unknownSession(message.session);
       reply({ type: 'slab', session: message.session, slab: message.slab }, [message.slab]);
       return;
     }
@@ -39,13 +45,17 @@ function handle(message: ToWorker, md5: IHasher): void {
       const state = states.get(message.session);
       states.delete(message.session);
       if (state) reply({ type: 'saved', session: message.session, state });
-      else reply({ type: 'failed', session: message.session, message: 'the md5 session is unknown to its worker' });
+      else unknownSession(message.session);
       return;
     }
     case 'discard':
       states.delete(message.session);
       return;
   }
+}
+
+function unknownSession(session: number): void {
+  reply({ type: 'failed', session, message: 'the md5 session is unknown to its worker' });
 }
 
 port.on('message', (message: ToWorker) => {

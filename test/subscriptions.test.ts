@@ -3,7 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { BoundedStream, ProgressStream } from '../src/events/streams';
 import { LISTENER_APPLICATION_NAME } from '../src/events/listener';
 import { CREATE_USER, md5, randomFile, type GraphQLClient } from './helpers/client';
-import { databaseKind, NEEDS_POSTGRES } from './helpers/database';
+import { createTestDatabase, databaseKind, NEEDS_POSTGRES, type TestDatabase } from './helpers/database';
+import { postgresProxy } from './helpers/postgres-proxy';
 import { ProcessFixture } from './helpers/process';
 import { startServer, type TestServer } from './helpers/server';
 import { record, wsClient } from './helpers/subscriptions';
@@ -170,6 +171,43 @@ describe('subscriptions across two instances on one database', { skip: NEEDS_POS
     assert.deepEqual(states.at(-1), { id: upload.id, offset: bytes.length, totalSize: bytes.length, status: 'COMPLETE' });
     assert.deepEqual(states.map((s: any) => s.offset), [...states.map((s: any) => s.offset)].sort((x, y) => x - y));
     await eventually(() => assert.deepEqual(library.events.map((e: any) => [e.libraryChanged.kind, e.libraryChanged.file.id]), [['ADDED', upload.id]]));
+  });
+});
+
+describe('subscriptions while the listening connection is lost (PostgreSQL)', { skip: NEEDS_POSTGRES }, () => {
+  let proxy: Awaited<ReturnType<typeof postgresProxy>>;
+  let database: TestDatabase;
+  let server: TestServer;
+  before(async () => {
+    proxy = await postgresProxy(new URL(process.env.TEST_DATABASE_URL!));
+    database = await createTestDatabase();
+    server = await startServer({ DATABASE_URL: proxy.url(new URL(database.url!)) });
+  });
+  after(async () => {
+    await server?.close();
+    await proxy?.down();
+    await database?.drop();
+  });
+
+  it('uploadProgress and myUploadsChanged get the moves nobody heard, read afresh once it listens again', { timeout: 60_000 }, async () => {
+    const ws = wsClient(server.url, `Bearer ${server.admin.token}`);
+    try {
+      const bytes = randomFile(3000);
+      const upload = await server.admin.start('unheard.bin', bytes.length);
+      const progress = record(ws, PROGRESS, { id: upload.id });
+      const mine = record(ws, `subscription { myUploadsChanged { id offset status } }`);
+      await eventually(() => assert.equal(server.app.events.subscriberCount, 2));
+      await eventually(() => assert.equal(progress.events.length, 1));
+      // Dropped without a word (no FIN, no RST): the commit's notification goes nowhere.
+      assert.equal(proxy.silence(LISTENER_APPLICATION_NAME), 1, 'the listening connection is silenced');
+      await sendChunks(server.admin, upload.id, bytes, 0, 1000, 1000);
+      await eventually(() => {
+        assert.deepEqual(progress.events.at(-1)?.uploadProgress, { id: upload.id, offset: 1000, totalSize: bytes.length, status: 'UPLOADING' });
+        assert.deepEqual(mine.events.at(-1)?.myUploadsChanged, { id: upload.id, offset: 1000, status: 'UPLOADING' });
+      }, 30_000);
+    } finally {
+      await ws.dispose();
+    }
   });
 });
 

@@ -23,6 +23,13 @@ export type UploadView = Pick<
 /** Uploads of one user with a change waiting for a myUploadsChanged subscriber, before it is closed as too slow. */
 export const MY_UPLOADS_BACKLOG = 1024;
 
+/**
+ * How far before the listener was found lost its notifications may have gone unheard: a silent
+ * connection is found by its heartbeat (listener.ts) within about 10 s; the rest is clock skew
+ * between this process and the database, whose clock stamps `updated_at`.
+ */
+const UNHEARD_BEFORE_LOSS_MS = 15_000;
+
 export interface LibraryChange {
   kind: LibraryEventKind;
   file: File;
@@ -48,6 +55,8 @@ export class EventHub {
   private readonly owners = new Map<string, Set<(event: UploadEvent) => void>>();
   /** Library notifications are handled one after the other, so every subscriber sees commit order. */
   private libraryQueue: Promise<void> = Promise.resolve();
+  /** When the listening connection was found lost; undefined while it listens. */
+  private lostAt?: number;
 
   private constructor(
     private readonly listener: NotificationListener,
@@ -60,7 +69,10 @@ export class EventHub {
     await listener.start(
       (channel, payload) => hub.dispatch(channel, payload),
       () => void hub.refreshAll(),
-      (listening) => services.authCache.listenerConnected(listening),
+      (listening) => {
+        if (!listening) hub.lostAt ??= Date.now();
+        services.authCache.listenerConnected(listening);
+      },
     );
     return hub;
   }
@@ -236,8 +248,21 @@ export class EventHub {
 
   /** After the listener reconnects: what subscribers may have missed meanwhile, read afresh. */
   private async refreshAll(): Promise<void> {
+    const unheardSince = new Date((this.lostAt ?? Date.now()) - UNHEARD_BEFORE_LOSS_MS);
+    this.lostAt = undefined;
     for (const subscribers of this.uploads.values()) {
       for (const subscriber of subscribers) await subscriber.refresh().catch(() => {});
+    }
+    // Each owner's uploads that moved meanwhile, as the notifications would have told them
+    // (states the subscriber has seen already are dropped as not newer).
+    try {
+      const changed = await this.services.uploads.changedSince([...this.owners.keys()], unheardSince, MY_UPLOADS_BACKLOG);
+      for (const upload of changed.reverse()) {
+        const event = { ...viewOf(upload), ownerId: upload.owner.id, expiresAt: upload.expiresAt.toISOString(), updatedAt: upload.updatedAt.toISOString() };
+        for (const offer of this.owners.get(event.ownerId) ?? []) offer(event);
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'could not tell myUploadsChanged subscribers what moved while the listener was reconnecting');
     }
     if (this.library.size > 0) this.log.warn('library events sent while the listener was reconnecting were not delivered');
   }

@@ -221,6 +221,12 @@ export class UploadService {
     return upload;
   }
 
+  /** Uploads of these owners changed at or after `since` (any status), the most recently changed first, at most `limit`. */
+  changedSince(ownerIds: string[], since: Date, limit: number): Promise<ChunkedUpload[]> {
+    if (ownerIds.length === 0) return Promise.resolve([]);
+    return this.orm.em.fork().find(ChunkedUpload, { owner: { $in: ownerIds }, updatedAt: { $gte: since } }, { orderBy: { updatedAt: 'desc' }, limit });
+  }
+
   /** The owner's uploads, newest first, `first` at a time after the upload `after` (its id). */
   async listMine(owner: User, { status, first, after }: { status?: UploadStatus | null; first: number; after?: string | null }): Promise<ChunkedUpload[]> {
     if (!Number.isInteger(first) || first < 1 || first > MAX_UPLOADS_PAGE) throw Errors.badInput(`first must be between 1 and ${MAX_UPLOADS_PAGE}.`);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BoundedStream, ProgressStream } from '../src/events/streams';
+import { UploadClient, type LibraryChange } from '../client/src/node';
 import { LISTENER_APPLICATION_NAME } from '../src/events/listener';
 import { CREATE_USER, md5, randomFile, type GraphQLClient } from './helpers/client';
 import { createTestDatabase, databaseKind, NEEDS_POSTGRES, type TestDatabase } from './helpers/database';
@@ -191,12 +192,20 @@ describe('subscriptions while the listening connection is lost (PostgreSQL)', { 
 
   it('uploadProgress and myUploadsChanged get the moves nobody heard, read afresh once it listens again', { timeout: 60_000 }, async () => {
     const ws = wsClient(server.url, `Bearer ${server.admin.token}`);
+    const library = wsClient(server.url, `Bearer ${server.admin.token}`);
+    // The SDK's subscriber: its socket comes back by itself, and tells it to read afresh.
+    const sdk = new UploadClient({ url: server.url });
+    sdk.token = server.admin.token;
+    const sdkChanges: LibraryChange[] = [];
+    let sdkReconnects = 0;
+    const stopSdk = [sdk.live.libraryChanged({ next: (change) => sdkChanges.push(change) }), sdk.live.onReconnect(() => sdkReconnects++)];
     try {
+      record(library, LIBRARY);
       const bytes = randomFile(3000);
       const upload = await server.admin.start('unheard.bin', bytes.length);
       const progress = record(ws, PROGRESS, { id: upload.id });
       const mine = record(ws, `subscription { myUploadsChanged { id offset status } }`);
-      await eventually(() => assert.equal(server.app.events.subscriberCount, 2));
+      await eventually(() => assert.equal(server.app.events.subscriberCount, 4));
       await eventually(() => assert.equal(progress.events.length, 1));
       // Dropped without a word (no FIN, no RST): the commit's notification goes nowhere.
       assert.equal(proxy.silence(LISTENER_APPLICATION_NAME), 1, 'the listening connection is silenced');
@@ -205,7 +214,17 @@ describe('subscriptions while the listening connection is lost (PostgreSQL)', { 
         assert.deepEqual(progress.events.at(-1)?.uploadProgress, { id: upload.id, offset: 1000, totalSize: bytes.length, status: 'UPLOADING' });
         assert.deepEqual(mine.events.at(-1)?.myUploadsChanged, { id: upload.id, offset: 1000, status: 'UPLOADING' });
       }, 30_000);
+      // Library events cannot be read again: their subscribers are told to come back and reread.
+      const closed = await withTimeout(library.closed, 10_000, 'the library subscriber closed');
+      assert.equal(closed.code, 1013);
+      assert.match(closed.reason, /missed/);
+      await eventually(() => assert.equal(sdkReconnects, 1, 'the SDK reconnected and said so'), 10_000);
+      const file = await uploadFile(server.admin, randomFile(100), 'after-the-gap.bin');
+      await eventually(() => assert.deepEqual(sdkChanges.map((c) => [c.kind, c.file.id]), [['ADDED', file.id]]), 10_000);
     } finally {
+      for (const stop of stopSdk) stop();
+      await sdk.live.close();
+      await library.dispose();
       await ws.dispose();
     }
   });

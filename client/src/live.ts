@@ -33,6 +33,7 @@ const FORBIDDEN = 4403;
  */
 export class LiveUpdates {
   private client?: Promise<Client>;
+  private readonly reconnectListeners = new Set<() => void>();
 
   constructor(
     private readonly transport: GraphQLTransport,
@@ -82,6 +83,17 @@ export class LiveUpdates {
     return this.subscribe(LibraryChangedDocument, {}, { ...handlers, next: (data) => handlers.next(data.libraryChanged) });
   }
 
+  /**
+   * Calls `listener` each time the socket connects again after it dropped (the server restarted,
+   * or closed it with 1013 because events were missed): the subscriptions go on by themselves,
+   * but what happened meanwhile was not sent, so read afresh what you show. Returns the
+   * function that removes it.
+   */
+  onReconnect(listener: () => void): () => void {
+    this.reconnectListeners.add(listener);
+    return () => this.reconnectListeners.delete(listener);
+  }
+
   /** Ends every subscription and closes the socket. */
   async close(): Promise<void> {
     const client = this.client;
@@ -98,6 +110,13 @@ export class LiveUpdates {
         retryAttempts: Infinity,
         shouldRetry: (event) => (event as { code?: number } | undefined)?.code !== FORBIDDEN,
         ...this.options,
+        on: {
+          ...this.options.on,
+          connected: (socket, payload, wasRetry) => {
+            this.options.on?.connected?.(socket, payload, wasRetry);
+            if (wasRetry) for (const listener of [...this.reconnectListeners]) listener();
+          },
+        },
       }),
     );
     return this.client;

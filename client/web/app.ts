@@ -178,6 +178,12 @@ function goLive(): void {
       next: (upload) => showOtherUpload(upload),
       error: (err) => console.warn('upload updates stopped', err),
     }),
+    // Back after a dropped connection: whatever changed meanwhile was not sent.
+    client.live.onReconnect(() => {
+      void loadFiles(true);
+      void refreshUsage();
+      void refreshInterrupted();
+    }),
   ];
 }
 

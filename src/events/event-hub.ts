@@ -50,7 +50,8 @@ interface UploadSubscriber {
  */
 export class EventHub {
   private readonly uploads = new Map<string, Set<UploadSubscriber>>();
-  private readonly library = new Set<BoundedStream<LibraryChange>>();
+  /** Library subscribers, each with what ends its connection once it may have missed events. */
+  private readonly library = new Map<BoundedStream<LibraryChange>, () => void>();
   /** myUploadsChanged subscribers by owner id. */
   private readonly owners = new Map<string, Set<(event: UploadEvent) => void>>();
   /** Library notifications are handled one after the other, so every subscriber sees commit order. */
@@ -86,7 +87,7 @@ export class EventHub {
   }
 
   async close(): Promise<void> {
-    for (const stream of this.library) stream.close();
+    for (const stream of this.library.keys()) stream.close();
     await this.listener.close();
   }
 
@@ -130,10 +131,14 @@ export class EventHub {
     }
   }
 
-  /** Every change to the library, in commit order; `tooSlow` when this subscriber falls LIBRARY_BACKLOG behind. */
-  libraryChanges(tooSlow: () => void): BoundedStream<LibraryChange> {
+  /**
+   * Every change to the library, in commit order; `tooSlow` when this subscriber falls
+   * LIBRARY_BACKLOG behind, `missedEvents` when the listener was reconnecting (what was missed
+   * cannot be read again: the subscriber must read the list afresh).
+   */
+  libraryChanges(tooSlow: () => void, missedEvents: () => void): BoundedStream<LibraryChange> {
     const stream: BoundedStream<LibraryChange> = new BoundedStream(LIBRARY_BACKLOG, tooSlow, () => this.library.delete(stream));
-    this.library.add(stream);
+    this.library.set(stream, missedEvents);
     return stream;
   }
 
@@ -219,7 +224,7 @@ export class EventHub {
       const file = await this.fileOf(notification);
       if (!file) return;
       const change = { kind: notification.kind, file };
-      for (const stream of this.library) stream.push(change);
+      for (const stream of this.library.keys()) stream.push(change);
     } catch (err) {
       this.log.error({ err, fileId: notification.file.id }, 'could not deliver a library event');
     }
@@ -264,7 +269,10 @@ export class EventHub {
     } catch (err) {
       this.log.warn({ err }, 'could not tell myUploadsChanged subscribers what moved while the listener was reconnecting');
     }
-    if (this.library.size > 0) this.log.warn('library events sent while the listener was reconnecting were not delivered');
+    if (this.library.size > 0) {
+      this.log.warn({ subscribers: this.library.size }, 'library events sent while the listener was reconnecting were lost: closing the connections of their subscribers');
+      for (const missedEvents of [...this.library.values()]) missedEvents();
+    }
   }
 }
 

@@ -6,8 +6,8 @@ import { FileType } from '../types/file.type';
 import { LibraryEvent, LibraryEventKind } from '../types/library-event.type';
 import { ChunkedUploadType } from '../types/upload.type';
 
-/** WebSocket close code for a subscriber whose events piled up (1013: try again later). */
-export const TOO_SLOW_CLOSE_CODE = 1013;
+/** WebSocket close code (1013: try again later) for a subscriber whose events piled up, or that missed some. */
+export const TRY_AGAIN_LATER = 1013;
 
 function hubOf(ctx: RequestContext) {
   if (!ctx.events) throw Errors.badInput('Subscriptions are served over WebSocket at /graphql (graphql-transport-ws).');
@@ -35,7 +35,7 @@ export class SubscriptionResolver {
     description:
       'All your uploads as they move, from every device and instance: each one started, its progress (at most every 250 ms an upload) and its final status.',
     subscribe: ({ context }: SubscribeResolverData<unknown, { uploadId?: string }, RequestContext>) =>
-      hubOf(context).myUploads(requireUser(context), () => context.closeConnection?.(TOO_SLOW_CLOSE_CODE, 'Too slow: upload events piled up')),
+      hubOf(context).myUploads(requireUser(context), () => context.closeConnection?.(TRY_AGAIN_LATER, 'Too slow: upload events piled up')),
   })
   myUploadsChanged(@Root() upload: UploadView, @Ctx() ctx: RequestContext): ChunkedUploadType {
     return this.uploadProgress(upload, upload.id, ctx);
@@ -46,7 +46,10 @@ export class SubscriptionResolver {
     description: 'Every change to the library, from every instance, in the order it happened.',
     subscribe: ({ context }: SubscribeResolverData<unknown, { uploadId?: string }, RequestContext>) => {
       requireUser(context);
-      return hubOf(context).libraryChanges(() => context.closeConnection?.(TOO_SLOW_CLOSE_CODE, 'Too slow: library events piled up'));
+      return hubOf(context).libraryChanges(
+        () => context.closeConnection?.(TRY_AGAIN_LATER, 'Too slow: library events piled up'),
+        () => context.closeConnection?.(TRY_AGAIN_LATER, 'Library events were missed while the server reconnected to its database: subscribe again and read the list afresh'),
+      );
     },
   })
   libraryChanged(@Root() change: LibraryChange): LibraryEvent {

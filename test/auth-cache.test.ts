@@ -7,8 +7,8 @@ import { AuthCache } from '../src/services/auth-cache';
 import { expectCode } from './helpers/assert';
 import { runCli, show } from './helpers/cli';
 import { GraphQLClient, tag } from './helpers/client';
-import { createTestDatabase, databaseKind, NEEDS_POSTGRES, type TestDatabase } from './helpers/database';
-import { postgresProxy } from './helpers/postgres-proxy';
+import { databaseKind, NEEDS_POSTGRES } from './helpers/database';
+import { startServerBehindProxy, type PostgresProxy } from './helpers/postgres-proxy';
 import { ProcessFixture, type ServerInstance } from './helpers/process';
 import { startServer, startServers, type TestServer } from './helpers/server';
 import { eventually, sleep } from './helpers/timing';
@@ -277,20 +277,14 @@ describe('authentication cache while its listener is down (PostgreSQL)', { skip:
 });
 
 describe('authentication cache when its listening connection goes silent (PostgreSQL)', { skip: NEEDS_POSTGRES }, () => {
-  let proxy: Awaited<ReturnType<typeof postgresProxy>>;
-  let database: TestDatabase;
+  let proxy: PostgresProxy;
   let server: TestServer;
+  let close = async () => {};
   before(async () => {
-    proxy = await postgresProxy(new URL(process.env.TEST_DATABASE_URL!));
-    database = await createTestDatabase();
     // Cached for five minutes: only finding the dead connection can end a revoked token sooner.
-    server = await startServer({ DATABASE_URL: proxy.url(new URL(database.url!)), AUTH_CACHE_TTL: '300' });
+    ({ server, proxy, close } = await startServerBehindProxy({ AUTH_CACHE_TTL: '300' }));
   });
-  after(async () => {
-    await server?.close();
-    await proxy?.down();
-    await database?.drop();
-  });
+  after(() => close());
 
   it('finds the connection dead (no FIN, no RST), stops serving what it cached, and listens again', { timeout: 60_000 }, async () => {
     const reads = countAuthReads(server);

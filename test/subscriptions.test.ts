@@ -4,8 +4,8 @@ import { BoundedStream, ProgressStream } from '../src/events/streams';
 import { UploadClient, type LibraryChange } from '../client/src/node';
 import { LISTENER_APPLICATION_NAME } from '../src/events/listener';
 import { CREATE_USER, md5, randomFile, type GraphQLClient } from './helpers/client';
-import { createTestDatabase, databaseKind, NEEDS_POSTGRES, type TestDatabase } from './helpers/database';
-import { postgresProxy } from './helpers/postgres-proxy';
+import { databaseKind, NEEDS_POSTGRES } from './helpers/database';
+import { startServerBehindProxy, type PostgresProxy } from './helpers/postgres-proxy';
 import { ProcessFixture } from './helpers/process';
 import { startServer, type TestServer } from './helpers/server';
 import { record, wsClient } from './helpers/subscriptions';
@@ -176,19 +176,13 @@ describe('subscriptions across two instances on one database', { skip: NEEDS_POS
 });
 
 describe('subscriptions while the listening connection is lost (PostgreSQL)', { skip: NEEDS_POSTGRES }, () => {
-  let proxy: Awaited<ReturnType<typeof postgresProxy>>;
-  let database: TestDatabase;
+  let proxy: PostgresProxy;
   let server: TestServer;
+  let close = async () => {};
   before(async () => {
-    proxy = await postgresProxy(new URL(process.env.TEST_DATABASE_URL!));
-    database = await createTestDatabase();
-    server = await startServer({ DATABASE_URL: proxy.url(new URL(database.url!)) });
+    ({ server, proxy, close } = await startServerBehindProxy());
   });
-  after(async () => {
-    await server?.close();
-    await proxy?.down();
-    await database?.drop();
-  });
+  after(() => close());
 
   it('uploadProgress and myUploadsChanged get the moves nobody heard, read afresh once it listens again', { timeout: 60_000 }, async () => {
     const ws = wsClient(server.url, `Bearer ${server.admin.token}`);

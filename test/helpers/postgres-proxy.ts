@@ -1,4 +1,6 @@
 import net from 'node:net';
+import { createTestDatabase } from './database';
+import { startServer, type TestServer } from './server';
 
 interface ProxiedConnection {
   client: net.Socket;
@@ -81,6 +83,31 @@ export async function postgresProxy(target: URL) {
         upstream.destroy();
       }
       await closed;
+    },
+  };
+}
+
+export type PostgresProxy = Awaited<ReturnType<typeof postgresProxy>>;
+
+/**
+ * A test server on a database of its own that it reaches through a proxy, so a test can silence
+ * or cut its connections. `close` stops the server, the proxy and drops the database.
+ */
+export async function startServerBehindProxy(env: Record<string, string> = {}): Promise<{ server: TestServer; proxy: PostgresProxy; close(): Promise<void> }> {
+  const proxy = await postgresProxy(new URL(process.env.TEST_DATABASE_URL!));
+  const database = await createTestDatabase();
+  const server = await startServer({ ...env, DATABASE_URL: proxy.url(new URL(database.url!)) }).catch(async (err: unknown) => {
+    await proxy.down();
+    await database.drop();
+    throw err;
+  });
+  return {
+    server,
+    proxy,
+    async close() {
+      await server.close();
+      await proxy.down();
+      await database.drop();
     },
   };
 }

@@ -68,7 +68,12 @@ export async function createApp(
 ): Promise<App> {
   const config = ensureJwtSecret(loaded);
   const database = await openDatabase(
-    { databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (message) => log.info(message) },
+    {
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+      log: (message) => log.info(message),
+      queryTimeoutMs: config.databaseQueryTimeoutSeconds * 1000,
+    },
     { command: 'the server' },
   );
   try {

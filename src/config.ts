@@ -38,6 +38,7 @@ const envSchema = z
     UPLOAD_TTL: integer(1).default(86400),
     UPLOAD_LOCK_TTL: integer(2, 3600).default(20),
     BODY_TIMEOUT: integer(1, 3600).default(60),
+    DATABASE_QUERY_TIMEOUT: integer(0, 86400).default(60),
     HEADERS_TIMEOUT: integer(1, 600).default(20),
     REQUEST_TIMEOUT: integer(1, 3600).default(30),
     MIN_BODY_RATE: integer(0).default(1024),
@@ -115,6 +116,8 @@ export interface Config {
   uploadLockTtlSeconds: number;
   /** A chunk whose body sends nothing for this long is cut off. */
   bodyTimeoutSeconds: number;
+  /** PostgreSQL: a statement unanswered for this long fails and its connection is dropped (0: never). */
+  databaseQueryTimeoutSeconds: number;
   /** What one client may hold of the server at once, and how slowly it may send (0: no limit). */
   limits: {
     /** Seconds for a request's headers to arrive. */
@@ -202,7 +205,7 @@ export class ConfigError extends Error {
  */
 const SERVER_ONLY = new Set([
   'PORT', 'HOST', 'CORS_ORIGINS', 'TRUST_PROXY', 'GRAPHQL_INTROSPECTION', 'GRAPHQL_PLAYGROUND', 'FEDERATION',
-  'CLEANUP_INTERVAL', 'VERIFY_POLL_MS', 'VERIFY_MAX_RATE', 'DIRECT_URL_TTL', 'BODY_TIMEOUT', 'GC_PACE', 'JWT_TTL', 'DOWNLOAD_LINK_TTL', 'ADMIN_USERNAME', 'ADMIN_PASSWORD',
+  'CLEANUP_INTERVAL', 'VERIFY_POLL_MS', 'VERIFY_MAX_RATE', 'DIRECT_URL_TTL', 'BODY_TIMEOUT', 'DATABASE_QUERY_TIMEOUT', 'GC_PACE', 'JWT_TTL', 'DOWNLOAD_LINK_TTL', 'ADMIN_USERNAME', 'ADMIN_PASSWORD',
   'SUBSCRIPTION_TOKEN_RECHECK', 'AUTH_CACHE_TTL',
 ]);
 
@@ -237,6 +240,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, scope: ConfigSc
     uploadTtlSeconds: e.UPLOAD_TTL,
     uploadLockTtlSeconds: e.UPLOAD_LOCK_TTL,
     bodyTimeoutSeconds: e.BODY_TIMEOUT,
+    databaseQueryTimeoutSeconds: e.DATABASE_QUERY_TIMEOUT,
     limits: {
       headersTimeoutSeconds: e.HEADERS_TIMEOUT,
       requestTimeoutSeconds: e.REQUEST_TIMEOUT,

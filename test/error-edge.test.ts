@@ -15,7 +15,7 @@ import { AppError, ERROR_TABLE, Errors } from '../src/errors';
 import { GraphQLClient } from './helpers/client';
 import { expectCode } from './helpers/assert';
 import { eventually } from './helpers/timing';
-import { postgresProxy } from './helpers/postgres-proxy';
+import { postgresProxy, startServerBehindProxy } from './helpers/postgres-proxy';
 import { uploadFile } from './helpers/upload';
 import { createTestDatabase, databaseKind, type TestDatabase } from './helpers/database';
 import { startServer, type TestServer } from './helpers/server';
@@ -230,6 +230,25 @@ describe(`the error edge (${databaseKind})`, () => {
         } finally {
           await db.close();
           await proxy.down();
+        }
+      });
+
+      it('a server whose database goes silent (no FIN, no RST) answers SERVICE_UNAVAILABLE after DATABASE_QUERY_TIMEOUT, then goes on', { timeout: 60_000 }, async () => {
+        const { server, proxy, close } = await startServerBehindProxy({ DATABASE_QUERY_TIMEOUT: '2', AUTH_CACHE_TTL: '0' });
+        try {
+          const files = () => server.admin.request(`{ files(first: 1) { totalCount } }`);
+          assert.equal((await files()).status, 200);
+          assert.ok(proxy.silence('') > 0, 'every open connection is silenced');
+          const started = Date.now();
+          const silent = await files();
+          expectCode(silent, 'SERVICE_UNAVAILABLE');
+          assert.equal(silent.status, 503);
+          assert.ok(Date.now() - started < 20_000, `answered after ${Date.now() - started} ms, not held until TCP gives up`);
+          // The dead connections were dropped from the pool: new ones go through. (And the server
+          // stops, below, although its listening connection is silenced too.)
+          await eventually(async () => assert.equal((await server.admin.data(`{ files(first: 1) { totalCount } }`)).files.totalCount, 0), 15_000);
+        } finally {
+          await close();
         }
       });
 

@@ -18,6 +18,8 @@ export interface DatabaseTarget {
   dataDir: string;
   /** Where MikroORM's own messages (migrations applied, queries in debug) go. */
   log?: (message: string) => void;
+  /** PostgreSQL: how long a statement may go unanswered once the migrations have run (see PostgreSqlConnectionAwareDialect). */
+  queryTimeoutMs?: number;
 }
 
 const shared: Partial<Options> = {
@@ -137,6 +139,9 @@ export async function openDatabase(target: DatabaseTarget, open: OpenOptions = {
     embedded = built.embedded;
     orm = await MikroORM.init(built.options);
     const applied = await migrate(orm, Boolean(embedded));
+    if (!embedded && target.queryTimeoutMs) {
+      ((orm.em.getConnection() as AbstractSqlConnection).getKnex().client as PostgreSqlConnectionAwareDialect).queryTimeoutMs = target.queryTimeoutMs;
+    }
     const opened = orm;
     return {
       orm: opened,

@@ -19,6 +19,15 @@ import type { EventEmitter } from 'node:events';
 export class PostgreSqlConnectionAwareDialect extends PostgreSqlKnexDialect {
   /** pg Clients of this pool whose socket has closed. */
   private readonly ended = new WeakSet<object>();
+  /** pg Clients dropped because a statement had no answer in time. */
+  private readonly abandoned = new WeakSet<object>();
+  /**
+   * How long a statement may go unanswered before its connection is dropped (0: for ever). A
+   * network path that dies without a word (no FIN, no RST) would otherwise hold the request,
+   * and the pooled connection, until TCP gives up, many minutes later. Set once the
+   * migrations have run: they may legitimately take longer.
+   */
+  queryTimeoutMs = 0;
 
   async acquireRawConnection(): Promise<EventEmitter> {
     let connection: EventEmitter;
@@ -32,14 +41,27 @@ export class PostgreSqlConnectionAwareDialect extends PostgreSqlKnexDialect {
   }
 
   async _query(connection: EventEmitter, obj: unknown): Promise<unknown> {
+    const timeoutMs = this.queryTimeoutMs;
+    const timer = timeoutMs > 0 ? setTimeout(() => this.abandon(connection), timeoutMs) : undefined;
     try {
       return await super._query(connection, obj);
     } catch (err) {
+      if (this.abandoned.has(connection)) {
+        throw new ConnectionException(new Error(`PostgreSQL did not answer within ${timeoutMs / 1000} s: the connection was dropped`));
+      }
       if (hasCode(err)) throw err;
       // pg fails the queries of a closed connection on one tick and emits 'end' on the next.
       await new Promise((resolve) => setImmediate(resolve));
       throw this.ended.has(connection) ? asConnectionException(err) : err;
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  /** Closes the socket under the statement: pg fails it, and the pool discards the connection. */
+  private abandon(connection: EventEmitter): void {
+    this.abandoned.add(connection);
+    (connection as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   }
 }
 

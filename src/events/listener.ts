@@ -31,6 +31,20 @@ const HEARTBEAT_MS = 5_000;
 const HEARTBEAT_TIMEOUT_MS = 5_000;
 /** A connect over such a path would wait for ever. */
 const CONNECT_TIMEOUT_MS = 10_000;
+/** And so would a polite goodbye: past this, its socket is closed. */
+const END_TIMEOUT_MS = 2_000;
+
+/** Ends the client, closing its socket if the server does not acknowledge in time. */
+async function endClient(client: import('pg').Client): Promise<void> {
+  const drop = setTimeout(() => (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy(), END_TIMEOUT_MS);
+  try {
+    await client.end();
+  } catch {
+    // Ending a client whose connection already failed: nothing left to close.
+  } finally {
+    clearTimeout(drop);
+  }
+}
 
 /**
  * A dedicated `pg` connection outside the ORM's pool (a pooled connection would be handed to
@@ -70,7 +84,7 @@ export class PgListener implements NotificationListener {
         lost = true;
         if (this.client === client) this.client = undefined;
         onListening(false);
-        client.end().catch(() => {});
+        void endClient(client);
         this.log.warn({ err, retryInMs: this.delayMs }, 'the event listener lost its database connection; reconnecting');
         this.retry = setTimeout(() => void connect(true), this.delayMs).unref();
         this.delayMs = Math.min(this.delayMs * 2, RECONNECT_MAX_MS);
@@ -86,7 +100,7 @@ export class PgListener implements NotificationListener {
         return;
       }
       if (this.closing) {
-        await client.end().catch(() => {});
+        await endClient(client);
         return;
       }
       this.client = client;
@@ -107,7 +121,7 @@ export class PgListener implements NotificationListener {
     this.onListening(false);
     const client = this.client;
     this.client = undefined;
-    await client?.end().catch(() => {});
+    if (client) await endClient(client);
   }
 }
 

@@ -140,7 +140,7 @@ export async function openDatabase(target: DatabaseTarget, open: OpenOptions = {
     orm = await MikroORM.init(built.options);
     const applied = await migrate(orm, Boolean(embedded));
     if (!embedded && target.queryTimeoutMs) {
-      ((orm.em.getConnection() as AbstractSqlConnection).getKnex().client as PostgreSqlConnectionAwareDialect).queryTimeoutMs = target.queryTimeoutMs;
+      ((orm.em.getConnection() as AbstractSqlConnection).getKnex().client as PostgreSqlConnectionAwareDialect).armQueryTimeout(target.queryTimeoutMs);
     }
     const opened = orm;
     return {

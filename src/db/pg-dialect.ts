@@ -16,18 +16,27 @@ import type { EventEmitter } from 'node:events';
  *
  * A subclass handed to knex as its `client` (see orm.ts), not a patch of the shared class.
  */
+// Kept outside the class: knex runs a transaction's statements on a copy of the dialect made from
+// its prototype (makeTxClient), which has none of an instance's fields; only `config` is shared.
+/** pg Clients whose socket has closed. */
+const endedConnections = new WeakSet<object>();
+/** pg Clients dropped because a statement had no answer in time. */
+const abandonedConnections = new WeakSet<object>();
+
+interface TimedConfig {
+  queryTimeoutMs?: number;
+}
+
 export class PostgreSqlConnectionAwareDialect extends PostgreSqlKnexDialect {
-  /** pg Clients of this pool whose socket has closed. */
-  private readonly ended = new WeakSet<object>();
-  /** pg Clients dropped because a statement had no answer in time. */
-  private readonly abandoned = new WeakSet<object>();
   /**
    * How long a statement may go unanswered before its connection is dropped (0: for ever). A
    * network path that dies without a word (no FIN, no RST) would otherwise hold the request,
    * and the pooled connection, until TCP gives up, many minutes later. Set once the
    * migrations have run: they may legitimately take longer.
    */
-  queryTimeoutMs = 0;
+  armQueryTimeout(ms: number): void {
+    (this.config as TimedConfig).queryTimeoutMs = ms;
+  }
 
   async acquireRawConnection(): Promise<EventEmitter> {
     let connection: EventEmitter;
@@ -36,33 +45,33 @@ export class PostgreSqlConnectionAwareDialect extends PostgreSqlKnexDialect {
     } catch (err) {
       throw asConnectionException(err);
     }
-    connection.once('end', () => this.ended.add(connection));
+    connection.once('end', () => endedConnections.add(connection));
     return connection;
   }
 
   async _query(connection: EventEmitter, obj: unknown): Promise<unknown> {
-    const timeoutMs = this.queryTimeoutMs;
-    const timer = timeoutMs > 0 ? setTimeout(() => this.abandon(connection), timeoutMs) : undefined;
+    const timeoutMs = (this.config as TimedConfig).queryTimeoutMs ?? 0;
+    const timer = timeoutMs > 0 ? setTimeout(() => abandon(connection), timeoutMs) : undefined;
     try {
       return await super._query(connection, obj);
     } catch (err) {
-      if (this.abandoned.has(connection)) {
+      if (abandonedConnections.has(connection)) {
         throw new ConnectionException(new Error(`PostgreSQL did not answer within ${timeoutMs / 1000} s: the connection was dropped`));
       }
       if (hasCode(err)) throw err;
       // pg fails the queries of a closed connection on one tick and emits 'end' on the next.
       await new Promise((resolve) => setImmediate(resolve));
-      throw this.ended.has(connection) ? asConnectionException(err) : err;
+      throw endedConnections.has(connection) ? asConnectionException(err) : err;
     } finally {
       clearTimeout(timer);
     }
   }
+}
 
-  /** Closes the socket under the statement: pg fails it, and the pool discards the connection. */
-  private abandon(connection: EventEmitter): void {
-    this.abandoned.add(connection);
-    (connection as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-  }
+/** Closes the socket under the statement: pg fails it, and the pool discards the connection. */
+function abandon(connection: EventEmitter): void {
+  abandonedConnections.add(connection);
+  (connection as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
 
 function hasCode(err: unknown): boolean {

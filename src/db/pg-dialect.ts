@@ -2,20 +2,6 @@ import { ConnectionException } from '@mikro-orm/core';
 import { PostgreSqlKnexDialect } from '@mikro-orm/postgresql';
 import type { EventEmitter } from 'node:events';
 
-/**
- * MikroORM's PostgreSQL dialect for knex, with one addition: failures that come from a lost
- * connection become MikroORM's ConnectionException, a class the error edge recognises
- * (error-edge.ts), even when pg gives them no code.
- *
- * pg reports most of an outage with a code: SQLSTATE 57P01 when the server shuts down or the
- * backend is terminated, 57P03 while it starts, ECONNREFUSED while it is away. But a socket
- * that closes under a query (a crashed server, a proxy or a container gone) fails that query
- * with a plain `Error('Connection terminated unexpectedly')`, and a server that hangs up during
- * the start-up handshake with the same. So: any failure to open a connection, and any failure
- * without a code on a connection that has ended, is a ConnectionException.
- *
- * A subclass handed to knex as its `client` (see orm.ts), not a patch of the shared class.
- */
 // Kept outside the class: knex runs a transaction's statements on a copy of the dialect made from
 // its prototype (makeTxClient), which has none of an instance's fields; only `config` is shared.
 /** pg Clients whose socket has closed. */
@@ -27,6 +13,21 @@ interface TimedConfig {
   queryTimeoutMs?: number;
 }
 
+/**
+ * MikroORM's PostgreSQL dialect for knex, with one addition: failures that come from a lost
+ * connection become MikroORM's ConnectionException, a class the error edge recognises
+ * (error-edge.ts), even when pg gives them no code.
+ *
+ * pg reports most of an outage with a code: SQLSTATE 57P01 when the server shuts down or the
+ * backend is terminated, 57P03 while it starts, ECONNREFUSED while it is away. But a socket
+ * that closes under a query (a crashed server, a proxy or a container gone) fails that query
+ * with a plain `Error('Connection terminated unexpectedly')`, and a server that hangs up during
+ * the start-up handshake with the same. So: any failure to open a connection, and any failure
+ * without a code on a connection that has ended, is a ConnectionException. So is a statement
+ * left unanswered past the query timeout (see armQueryTimeout).
+ *
+ * A subclass handed to knex as its `client` (see orm.ts), not a patch of the shared class.
+ */
 export class PostgreSqlConnectionAwareDialect extends PostgreSqlKnexDialect {
   /**
    * How long a statement may go unanswered before its connection is dropped (0: for ever). A

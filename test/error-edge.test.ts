@@ -259,13 +259,10 @@ describe(`the error edge (${databaseKind})`, () => {
       });
 
       it('a server whose database goes away answers SERVICE_UNAVAILABLE (downloads 503), then recovers by itself', { timeout: 60_000 }, async () => {
-        const proxy = await postgresProxy(new URL(PG_URL!));
-        const own = await createTestDatabase();
-        let server: TestServer | undefined;
+        const { server, proxy, close } = await startServerBehindProxy();
         try {
-          server = await startServer({ DATABASE_URL: proxy.url(new URL(own.url!)) });
           const file = await uploadFile(server.admin, Buffer.from('still here'), 'outage.bin');
-          const download = () => fetch(`${server!.url}/files/${file.id}/content`, { headers: server!.admin.authHeaders() });
+          const download = () => fetch(`${server.url}/files/${file.id}/content`, { headers: server.admin.authHeaders() });
 
           await proxy.down();
           const refused = await httpError(await download());
@@ -287,9 +284,7 @@ describe(`the error edge (${databaseKind})`, () => {
           assert.equal((await server.admin.data(`{ files(first: 1) { totalCount } }`)).files.totalCount, 1);
         } finally {
           await proxy.up();
-          await server?.close();
-          await proxy.down();
-          await own.drop();
+          await close();
         }
       });
     });

@@ -72,7 +72,15 @@ export class PostgreSqlConnectionAwareDialect extends PostgreSqlKnexDialect {
 /** Closes the socket under the statement: pg fails it, and the pool discards the connection. */
 function abandon(connection: EventEmitter): void {
   abandonedConnections.add(connection);
-  (connection as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  dropSocket(connection);
+}
+
+/**
+ * Closes a pg Client's socket at once: its pending statements fail and it emits 'end'. For a
+ * peer that no longer answers, where `end()` would wait for a goodbye that never comes.
+ */
+export function dropSocket(client: object): void {
+  (client as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
 
 function hasCode(err: unknown): boolean {

@@ -1,5 +1,6 @@
 import type { PGlite } from '@electric-sql/pglite';
 import type { Logger } from 'pino';
+import { dropSocket } from '../db/pg-dialect';
 import { CHANNELS } from './channels';
 
 export type OnNotification = (channel: string, payload: string) => void;
@@ -36,7 +37,7 @@ const END_TIMEOUT_MS = 2_000;
 
 /** Ends the client, closing its socket if the server does not acknowledge in time. */
 async function endClient(client: import('pg').Client): Promise<void> {
-  const drop = setTimeout(() => (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy(), END_TIMEOUT_MS);
+  const drop = setTimeout(() => dropSocket(client), END_TIMEOUT_MS);
   try {
     await client.end();
   } catch {

@@ -106,7 +106,7 @@ class HashWorker {
 
   private receive(message: FromWorker): void {
     // Slabs come back even for sessions that were discarded meanwhile.
-    if (message.type === 'slab' || (message.type === 'saved' && message.slab)) this.pool.returnSlab(message.slab!);
+    if ('slab' in message && message.slab) this.pool.returnSlab(message.slab);
     const session = this.sessions.get(message.session);
     if (!session) return;
     if (message.type === 'slab') session.slabReturned();
